@@ -1,0 +1,62 @@
+# sluice build. ./configure (from ./autogen.sh) writes config.mk with the flags of the
+# dependencies found through pkg-config; everything else is here.
+
+ifeq ($(wildcard config.mk),)
+$(error config.mk is missing: run ./autogen.sh && ./configure first)
+endif
+include config.mk
+
+WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+       -Wno-unused-parameter -Wformat=2 $(WERROR)
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -g -O2 $(WARN) $(SAN_FLAGS) $(CFLAGS_USER) \
+       $(OPENSSL_CFLAGS) $(CARES_CFLAGS) $(INIH_CFLAGS) -Isrc \
+       -DSLUICE_VERSION='"$(PACKAGE_VERSION)"'
+LDFLAGS_ALL = $(SAN_FLAGS) $(LDFLAGS_USER)
+LIBS_ALL = $(OPENSSL_LIBS) $(CARES_LIBS) $(INIH_LIBS)
+
+SRCS := $(sort $(wildcard src/*.c))
+LIB_OBJS := $(patsubst %.c,%.o,$(filter-out src/main.c,$(SRCS)))
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(patsubst %.c,%,$(UNIT_SRCS))
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: all check check-unit check-integration bench format format-check clean distclean
+
+all: src/sluice
+
+src/libsluice.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+src/sluice: src/main.o src/libsluice.a
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+src/%.o: src/%.c
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+test/unit/test_%: test/unit/test_%.c src/libsluice.a
+	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -MMD -MP -o $@ $< src/libsluice.a $(LIBS_ALL) $(CHECK_LIBS) $(LDFLAGS_ALL)
+
+check: check-unit check-integration
+
+check-unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_FORK=yes ./$$t; done
+
+check-integration: src/sluice
+	$(PYTEST) -q test/integration $(PYTEST_ARGS)
+
+bench: src/sluice
+	bench/run.sh $(BENCH_ARGS)
+
+FORMAT_FILES = $(wildcard src/*.c src/*.h test/unit/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -f src/*.o src/*.d src/*.a src/sluice $(UNIT_BINS) test/unit/*.d
+distclean: clean
+	rm -rf config.mk config.log config.status configure autom4te.cache aclocal.m4
+
+-include $(wildcard src/*.d test/unit/*.d)

@@ -1,0 +1,176 @@
+/*
+ * config: the settings sluice runs with, read from a pgbouncer.ini-compatible file
+ * through inih and one static table of settings. The table is the single place a
+ * setting is declared: parsing, validation, defaults, SHOW CONFIG and SET all walk
+ * it. Reload parses into a fresh struct config and only a fully valid one replaces
+ * the running one; this module never touches pools or sockets.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util.h"
+
+enum pool_mode { POOL_MODE_UNSET = -1, POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
+enum auth_type {
+	AUTH_ANY = 0,   /* no authentication, any user name accepted */
+	AUTH_TRUST,     /* no password; user must exist in auth_file when one is set */
+	AUTH_PLAIN,     /* cleartext password */
+	AUTH_MD5,       /* md5 challenge (falls back to nothing else) */
+	AUTH_SCRAM,     /* scram-sha-256 */
+	AUTH_HBA,       /* accepted in the file, refused at login: not supported yet */
+};
+
+/* One [databases] entry. Integer fields are -1 when not given (inherit the global). */
+struct db_entry {
+	char *name;      /* key in [databases]; "*" for the fallback entry */
+	char *host;      /* NULL: unix socket in /var/run/postgresql (pgbouncer: /tmp) */
+	int port;        /* default 5432 */
+	char *dbname;    /* NULL: same as name (for "*": the name the client asked for) */
+	char *user;      /* force this server user; NULL: the client's user */
+	char *password;  /* password for user; NULL: from auth_file */
+	int pool_size;
+	int min_pool_size;
+	int reserve_pool_size;
+	int max_db_connections;
+	enum pool_mode pool_mode;
+	char *connect_query;
+	char *client_encoding;
+	char *datestyle;
+	char *timezone;
+	char *application_name;
+	char *auth_user;
+	const char *file;  /* where it was defined, for messages (points into config) */
+	int line;
+};
+
+/* One [users] entry. */
+struct user_entry {
+	char *name;
+	enum pool_mode pool_mode;
+	int pool_size;             /* -1 when not given */
+	int max_user_connections;  /* -1 when not given */
+	const char *file;
+	int line;
+};
+
+struct config {
+	/* listening */
+	char *listen_addr;          /* comma separated list, "*" = all; "" = no TCP */
+	int listen_port;            /* 6432 */
+	char *unix_socket_dir;      /* "/tmp"; "" disables */
+	int unix_socket_mode;       /* 0777 (octal in file) */
+	char *unix_socket_group;
+	int listen_backlog;         /* 128 */
+	bool so_reuseport;
+
+	/* authentication */
+	enum auth_type auth_type;   /* md5 */
+	char *auth_file;
+	char *admin_users;          /* comma separated */
+	char *stats_users;
+
+	/* pooling */
+	enum pool_mode pool_mode;   /* session */
+	int default_pool_size;      /* 20 */
+	int min_pool_size;          /* 0 */
+	int reserve_pool_size;      /* 0 */
+	usec_t reserve_pool_timeout;/* 5 s */
+	int max_client_conn;        /* 100 */
+	int max_db_connections;     /* 0 = unlimited */
+	int max_user_connections;   /* 0 = unlimited */
+	char *server_reset_query;   /* "DISCARD ALL" */
+	bool server_reset_query_always;
+	char *server_check_query;   /* "" = empty query */
+	usec_t server_check_delay;  /* 30 s */
+	char *ignore_startup_parameters;
+	int pkt_buf;                /* 4096, the size of one connection buffer */
+
+	/* timeouts (usec; 0 = disabled where that makes sense) */
+	usec_t server_connect_timeout;  /* 15 s */
+	usec_t server_login_retry;      /* 15 s */
+	usec_t server_idle_timeout;     /* 600 s */
+	usec_t server_lifetime;         /* 3600 s */
+	usec_t query_timeout;           /* 0 */
+	usec_t query_wait_timeout;      /* 120 s */
+	usec_t client_idle_timeout;     /* 0 */
+	usec_t client_login_timeout;    /* 60 s */
+	usec_t idle_transaction_timeout;/* 0 */
+
+	/* tcp */
+	bool tcp_keepalive;             /* true */
+	int tcp_keepcnt;                /* 0 = system default */
+	int tcp_keepidle;
+	int tcp_keepintvl;
+	int tcp_user_timeout;           /* ms, 0 = system default */
+	int tcp_defer_accept;
+
+	/* process and logging */
+	char *logfile;
+	bool syslog;
+	char *syslog_ident;             /* "sluice" */
+	char *syslog_facility;          /* "daemon" */
+	char *pidfile;
+	char *user;                     /* -u: drop privileges to this OS user */
+	bool log_connections;           /* true */
+	bool log_disconnections;        /* true */
+	bool log_pooler_errors;         /* true */
+	int verbose;                    /* 0 */
+	usec_t stats_period;            /* 60 s */
+
+	/* [databases] and [users], in file order */
+	struct db_entry **dbs;
+	size_t n_dbs;
+	struct user_entry **users;
+	size_t n_users;
+
+	/* every file read (main plus %include), owned here so entries can point at names */
+	char **files;
+	size_t n_files;
+};
+
+/* Flags of a setting in the table. */
+#define CF_RELOAD 0x01   /* takes effect on RELOAD / SET */
+#define CF_RESTART 0x02  /* needs a restart; a changed value on reload is kept old and warned */
+
+/*
+ * Reads path (and its %include files) into a new config. On failure returns NULL and
+ * writes "file:line: reason" into err. Unknown keys are warned about through warn_cb
+ * (may be NULL) with the same "file:line: unknown setting ..." text and do not fail.
+ */
+struct config *config_load(const char *path, char *err, size_t errlen,
+			   void (*warn_cb)(const char *msg)) WARN_UNUSED;
+/* Defaults only (used by tests and as a base). */
+struct config *config_new_defaults(void);
+void config_free(struct config *cfg);
+
+/* Entry lookup: exact name, else NULL (the caller decides about "*"). */
+const struct db_entry *config_find_db(const struct config *cfg, const char *name);
+const struct user_entry *config_find_user(const struct config *cfg, const char *name);
+
+/* True when name appears in the comma separated list (admin_users, stats_users, ...). */
+bool config_list_contains(const char *list, const char *name);
+
+/* Walks the settings table: for SHOW CONFIG. value/def are formatted as in the file. */
+struct config_setting_view {
+	const char *key;
+	char value[256];
+	char def[256];
+	bool changeable;
+};
+size_t config_setting_count(void);
+bool config_setting_get(const struct config *cfg, size_t idx, struct config_setting_view *out);
+
+/*
+ * SET key = value at run time: validates through the table and updates cfg in place.
+ * Returns false with a reason in err (unknown key, bad value, needs restart).
+ */
+bool config_set(struct config *cfg, const char *key, const char *value, char *err,
+		size_t errlen) WARN_UNUSED;
+
+const char *pool_mode_name(enum pool_mode m);
+const char *auth_type_name(enum auth_type t);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * scram: SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL uses it, both ends:
+ * verifying a client against a stored secret or a plaintext password, and logging in
+ * to a server with a password or with keys recovered from a client's proof. Pure
+ * computation over byte strings: no sockets, no logging. Channel binding is not
+ * offered (gs2 header "n,,"), as sluice terminates TLS itself.
+ */
+#ifndef SLUICE_SCRAM_H
+#define SLUICE_SCRAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_DEFAULT_ITERATIONS 4096
+#define SCRAM_MECHANISM "SCRAM-SHA-256"
+
+struct scram_secret {
+	int iterations;
+	uint8_t salt[64];
+	size_t salt_len;
+	uint8_t stored_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+};
+
+/* Parses "SCRAM-SHA-256$<iter>:<base64 salt>$<base64 StoredKey>:<base64 ServerKey>". */
+bool scram_parse_secret(const char *text, struct scram_secret *out) WARN_UNUSED;
+/* Derives a secret from a password (salt random when salt==NULL). */
+bool scram_secret_from_password(const char *password, const uint8_t *salt, size_t salt_len,
+				int iterations, struct scram_secret *out) WARN_UNUSED;
+
+/* --- verifying a client (sluice is the SCRAM server) --- */
+struct scram_server {
+	struct scram_secret secret;
+	char *client_first_bare;
+	char *server_first;
+	char nonce[80]; /* client nonce + server nonce */
+	uint8_t client_key[SCRAM_KEY_LEN]; /* recovered from a valid proof */
+	bool have_client_key;
+};
+
+/*
+ * Step 1: the client-first-message (SASLInitialResponse data). On success *reply is a
+ * malloc'd server-first-message. false: malformed message (or channel binding asked).
+ */
+bool scram_server_first(struct scram_server *st, const struct scram_secret *secret,
+			const char *msg, size_t len, char **reply) WARN_UNUSED;
+/*
+ * Step 2: the client-final-message. true only when the proof verifies; then *reply is
+ * the malloc'd server-final-message ("v=...") and st->client_key is set.
+ */
+bool scram_server_final(struct scram_server *st, const char *msg, size_t len,
+			char **reply) WARN_UNUSED;
+void scram_server_clear(struct scram_server *st); /* frees and wipes */
+
+/* --- logging in to a server (sluice is the SCRAM client) --- */
+struct scram_client {
+	char nonce[32];
+	char *client_first_bare;
+	char *server_first;
+	uint8_t server_signature[SCRAM_KEY_LEN];
+	/* credentials: either password, or both keys from a client's login */
+	const char *password;
+	bool use_keys;
+	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+};
+
+/* Fills st->nonce and returns the malloc'd client-first-message ("n,,n=,r=..."). */
+bool scram_client_first(struct scram_client *st, char **out) WARN_UNUSED;
+/* Given the server-first-message, returns the malloc'd client-final-message. */
+bool scram_client_final(struct scram_client *st, const char *server_first, size_t len,
+			char **out) WARN_UNUSED;
+/* Checks the server-final-message's signature. */
+bool scram_client_verify(struct scram_client *st, const char *server_final,
+			 size_t len) WARN_UNUSED;
+void scram_client_clear(struct scram_client *st);
+
+#endif
