@@ -1,4 +1,394 @@
-int main(void)
+/*
+ * main: the process. Parses the command line (PgBouncer's flags, so existing units
+ * and scripts keep working), loads the config and auth file, opens listeners, drops
+ * privileges, and runs the loop. Signals arrive through a signalfd and are handled
+ * in loop context: SIGHUP reloads, SIGTERM stops accepting and exits when the last
+ * client has left (a second SIGTERM exits at once), SIGINT exits once no server is
+ * running a query, SIGQUIT exits at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "auth_file.h"
+#include "config.h"
+#include "conn.h"
+#include "core.h"
+#include "iobuf.h"
+#include "listen.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "proto.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "0.0.0"
+#endif
+
+struct options {
+	bool daemon, quiet, check_only;
+	int verbose;
+	const char *user;
+	const char *config;
+};
+
+static int signal_fd = -1;
+static bool sigterm_seen;
+
+static void usage(FILE *out)
 {
-	return 0;
+	fprintf(out, "sluice %s: a connection pooler for PostgreSQL\n\n"
+		     "Usage: sluice [OPTION]... CONFIG_FILE\n"
+		     "  -d, --daemon        run in the background (needs logfile or syslog)\n"
+		     "  -q, --quiet         do not log to stderr\n"
+		     "  -v, --verbose       log more (repeat for even more)\n"
+		     "  -u, --user=USER     drop privileges to this OS user after start-up\n"
+		     "      --check         validate CONFIG_FILE and exit 0 (valid) or 1\n"
+		     "  -V, --version       print the version and exit\n"
+		     "  -h, --help          this help\n",
+		SLUICE_VERSION);
+}
+
+static void parse_args(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+	    {"daemon", no_argument, NULL, 'd'},	  {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},  {"user", required_argument, NULL, 'u'},
+	    {"version", no_argument, NULL, 'V'},  {"help", no_argument, NULL, 'h'},
+	    {"check", no_argument, NULL, 'C'},	  {NULL, 0, NULL, 0},
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "dqvu:VhR", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'd': o->daemon = true; break;
+		case 'q': o->quiet = true; break;
+		case 'v': o->verbose++; break;
+		case 'u': o->user = optarg; break;
+		case 'C': o->check_only = true; break;
+		case 'V': printf("sluice %s\n", SLUICE_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		case 'R':
+			fprintf(stderr, "sluice: -R (online restart) is not supported\n");
+			exit(1);
+		default: usage(stderr); exit(1);
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		exit(1);
+	}
+	o->config = argv[optind];
+}
+
+static void warn_config(const char *msg)
+{
+	log_warning("%s", msg);
+}
+
+static bool setup_logging(const struct config *cfg, const struct options *o)
+{
+	struct log_target t = {
+	    .logfile = cfg->logfile,
+	    .use_syslog = cfg->syslog,
+	    .syslog_ident = cfg->syslog_ident,
+	    .syslog_facility = cfg->syslog_facility,
+	    .use_stderr = !o->quiet && !o->daemon,
+	};
+	log_set_level(LOG_LVL_INFO + cfg->verbose + o->verbose);
+	if (!log_setup(&t)) {
+		log_error("cannot open logfile %s: %s", cfg->logfile, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static struct auth_file *load_auth(const struct config *cfg, bool *ok)
+{
+	char err[512];
+	*ok = true;
+	if (!cfg->auth_file || !cfg->auth_file[0])
+		return NULL;
+	struct auth_file *af = auth_file_load(cfg->auth_file, err, sizeof(err));
+	if (!af) {
+		log_error("auth_file: %s", err);
+		*ok = false;
+	}
+	return af;
+}
+
+static const struct options *g_opts;
+
+static void reload(struct core *core)
+{
+	char err[1024];
+	bool ok;
+	log_info("reloading %s", core->config_path);
+	struct config *cfg = config_load(core->config_path, err, sizeof(err), warn_config);
+	if (!cfg) {
+		log_error("reload failed, keeping the running config: %s", err);
+		return;
+	}
+	struct auth_file *af = load_auth(cfg, &ok);
+	if (!ok) {
+		log_error("reload failed, keeping the running config");
+		config_free(cfg);
+		return;
+	}
+	config_carry_restart_settings(cfg, core->cfg, warn_config);
+	config_free(core->cfg);
+	core->cfg = cfg;
+	auth_file_free(core->auth);
+	core->auth = af;
+	if (!setup_logging(cfg, g_opts))
+		log_error("keeping the previous log targets");
+	pool_apply_config(core);
+	log_info("reload done");
+}
+
+static bool server_busy(struct core *core)
+{
+	struct list *it, *s;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		list_for_each(s, &pool->servers[SV_ACTIVE])
+		{
+			struct conn *sv = list_entry(s, struct conn, node);
+			if (!sv->proto->server_clean(sv))
+				return true;
+		}
+		if (pool->n_servers[SV_TESTED] || pool->n_servers[SV_LOGIN])
+			return true;
+	}
+	return false;
+}
+
+static void shutdown_check(struct core *core)
+{
+	bool done = false;
+	if (core->run_state == RUN_WAIT_CLIENTS)
+		done = core->n_clients == 0;
+	else if (core->run_state == RUN_WAIT_SERVERS)
+		done = !server_busy(core);
+	else if (core->run_state == RUN_EXIT)
+		done = true;
+	if (done)
+		loop_stop(core->loop);
+}
+
+static void begin_shutdown(struct core *core, enum run_state st, const char *why)
+{
+	log_info("%s", why);
+	if (core->run_state == RUN_NORMAL)
+		listen_close_all(core);
+	if (core->run_state == RUN_NORMAL || st == RUN_EXIT)
+		core->run_state = st;
+	core_check_shutdown(core);
+}
+
+static void on_signal(struct loop *l, int fd, int events, void *arg)
+{
+	struct core *core = arg;
+	struct signalfd_siginfo si;
+	(void)l;
+	(void)events;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			reload(core);
+			break;
+		case SIGTERM:
+			if (sigterm_seen) {
+				begin_shutdown(core, RUN_EXIT, "second SIGTERM: exiting now");
+				break;
+			}
+			sigterm_seen = true;
+			begin_shutdown(core, RUN_WAIT_CLIENTS,
+				       "SIGTERM: not accepting, exiting when the last client leaves");
+			break;
+		case SIGINT:
+			begin_shutdown(core, RUN_WAIT_SERVERS,
+				       "SIGINT: exiting once running queries have finished");
+			break;
+		case SIGQUIT:
+			begin_shutdown(core, RUN_EXIT, "SIGQUIT: exiting now");
+			break;
+		}
+	}
+}
+
+static bool setup_signals(struct core *core)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return false;
+	signal(SIGPIPE, SIG_IGN);
+	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	return signal_fd >= 0 && loop_watch(core->loop, signal_fd, LOOP_READ, on_signal, core);
+}
+
+static void janitor_tick(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct core *core = arg;
+	(void)l;
+	(void)t;
+	pool_janitor(core);
+	core_check_shutdown(core);
+}
+
+static void before_sleep(struct loop *l, void *arg)
+{
+	(void)l;
+	(void)arg;
+	conn_flush_all();
+}
+
+static void daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+static void write_pidfile(const char *path)
+{
+	char buf[32];
+	if (!path || !path[0])
+		return;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fatal("cannot write pidfile %s: %s", path, strerror(errno));
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n)
+		fatal("cannot write pidfile %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static void drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw)
+		fatal("unknown user %s", user);
+	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		fatal("cannot become user %s: %s", user, strerror(errno));
+}
+
+static void log_limits(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		log_info("file descriptor limit: %llu (max_client_conn: %d, default_pool_size: %d)",
+			 (unsigned long long)rl.rlim_cur, cfg->max_client_conn,
+			 cfg->default_pool_size);
+	if (geteuid() == 0)
+		log_warning("running as root; use -u or a service user in production");
+}
+
+static int check_config(const char *path)
+{
+	char err[1024];
+	struct config *cfg = config_load(path, err, sizeof(err), warn_config);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	bool ok;
+	struct auth_file *af = load_auth(cfg, &ok);
+	auth_file_free(af);
+	config_free(cfg);
+	if (ok)
+		printf("%s: configuration is valid\n", path);
+	return ok ? 0 : 1;
+}
+
+static void core_init(struct core *core, const char *path)
+{
+	memset(core, 0, sizeof(*core));
+	list_init(&core->databases);
+	list_init(&core->users);
+	list_init(&core->pools);
+	list_init(&core->login_clients);
+	list_init(&core->listeners);
+	core->config_path = xstrdup(path);
+	core->shutdown_check = shutdown_check;
+}
+
+int main(int argc, char **argv)
+{
+	struct options opts = {0};
+	struct core core;
+	char err[1024];
+	bool ok;
+	parse_args(argc, argv, &opts);
+	g_opts = &opts;
+	if (opts.check_only)
+		return check_config(opts.config);
+	core_init(&core, opts.config);
+	core.cfg = config_load(opts.config, err, sizeof(err), warn_config);
+	if (!core.cfg) {
+		fprintf(stderr, "sluice: %s\n", err);
+		return 1;
+	}
+	if (!setup_logging(core.cfg, &opts))
+		return 1;
+	core.auth = load_auth(core.cfg, &ok);
+	if (!ok)
+		return 1;
+	iobuf_set_default_size((uint32_t)core.cfg->pkt_buf);
+	if (opts.daemon)
+		daemonize();
+	core.loop = loop_new();
+	if (!core.loop)
+		fatal("cannot create the event loop: %s", strerror(errno));
+	if (!setup_signals(&core))
+		fatal("cannot set up signal handling: %s", strerror(errno));
+	if (!listen_open_all(&core, &pg_proto))
+		return 1;
+	write_pidfile(core.cfg->pidfile);
+	if (opts.user)
+		drop_privileges(opts.user);
+	log_info("sluice %s started", SLUICE_VERSION);
+	log_limits(core.cfg);
+	loop_set_before_sleep(core.loop, before_sleep, &core);
+	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick,
+			 &core);
+	loop_run(core.loop);
+	conn_flush_all();
+	listen_close_all(&core);
+	if (core.cfg->pidfile && core.cfg->pidfile[0])
+		unlink(core.cfg->pidfile);
+	log_info("sluice exiting");
+	return core.exit_code;
 }

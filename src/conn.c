@@ -1,0 +1,329 @@
+/*
+ * conn: socket I/O for both sides. Reading fills the input buffer and hands it to
+ * the protocol module; forwarding writes a connection's processed input to its peer
+ * straight from that buffer; generated output (errors, login replies, reset queries)
+ * is queued and written once per loop iteration, always ahead of forwarded bytes.
+ * A side whose peer cannot take more is not read until the peer drains.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "log.h"
+#include "proto.h"
+
+static const struct conn_hooks *hooks;
+static struct list flush_list = LIST_INIT(flush_list);
+
+static const char *const client_state_names[] = {"login", "wait_login", "idle", "waiting",
+						 "active", "justfree"};
+static const char *const server_state_names[] = {"new",  "login", "idle", "active",
+						 "used", "tested", "justfree"};
+
+const char *client_state_name(enum client_state s)
+{
+	return (unsigned)s < CL_STATE_COUNT ? client_state_names[s] : "?";
+}
+
+const char *server_state_name(enum server_state s)
+{
+	return (unsigned)s < SV_STATE_COUNT ? server_state_names[s] : "?";
+}
+
+void conn_set_hooks(const struct conn_hooks *h)
+{
+	hooks = h;
+}
+
+struct conn *conn_new(struct core *core, int fd, bool is_server)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->core = core;
+	c->fd = fd;
+	c->is_server = is_server;
+	c->id = ++core->next_id;
+	c->connect_time = wall_usec();
+	c->request_time = loop_now(core->loop);
+	list_init(&c->node);
+	list_init(&c->flush_node);
+	return c;
+}
+
+static bool conn_is_dead(const struct conn *c)
+{
+	return c->fd < 0;
+}
+
+static void conn_update_mask(struct conn *c)
+{
+	int mask = 0;
+	if (conn_is_dead(c))
+		return;
+	if (!(c->flags & CONN_F_READ_PAUSED))
+		mask |= LOOP_READ;
+	if (conn_output_pending(c))
+		mask |= LOOP_WRITE;
+	if (!loop_set_mask(c->core->loop, c->fd, mask))
+		log_warning("epoll_ctl(fd %d): %s", c->fd, strerror(errno));
+}
+
+bool conn_watch(struct conn *c, bool connecting)
+{
+	int mask = connecting ? LOOP_WRITE : LOOP_READ;
+	return loop_watch(c->core->loop, c->fd, mask, conn_event, c);
+}
+
+bool conn_output_pending(const struct conn *c)
+{
+	if (c->wbuf && iobuf_unsent(c->wbuf))
+		return true;
+	return c->link && c->link->rbuf && iobuf_unsent(c->link->rbuf);
+}
+
+void conn_pause_read(struct conn *c, bool pause)
+{
+	if (pause)
+		c->flags |= CONN_F_READ_PAUSED;
+	else
+		c->flags &= ~CONN_F_READ_PAUSED;
+	conn_update_mask(c);
+}
+
+/* Writes [sent, done) of b to fd. Returns false on a hard error. */
+static bool write_buf(struct conn *dst, struct iobuf *b)
+{
+	while (iobuf_unsent(b)) {
+		ssize_t n = send(dst->fd, b->data + b->sent, iobuf_unsent(b), MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return true;
+		if (n <= 0)
+			return false;
+		b->sent += (uint32_t)n;
+	}
+	if (b->sent == b->recv)
+		b->sent = b->done = b->recv = 0;
+	return true;
+}
+
+/* Flushes dst's own generated output; false when the socket failed (dst closed). */
+static bool flush_generated(struct conn *dst)
+{
+	if (!dst->wbuf || !iobuf_unsent(dst->wbuf))
+		return true;
+	if (!write_buf(dst, dst->wbuf)) {
+		hooks->failed(dst, strerror(errno ? errno : EPIPE));
+		return false;
+	}
+	return true;
+}
+
+void conn_forward(struct conn *src)
+{
+	struct conn *dst = src->link;
+	bool congested = false;
+	if (src->rbuf && iobuf_unsent(src->rbuf) && dst && !conn_is_dead(dst)) {
+		if (!flush_generated(dst))
+			return;
+		if (!dst->wbuf || !iobuf_unsent(dst->wbuf)) {
+			if (!write_buf(dst, src->rbuf)) {
+				hooks->failed(dst, strerror(errno ? errno : EPIPE));
+				return;
+			}
+		}
+		congested = iobuf_unsent(src->rbuf) != 0;
+		conn_update_mask(dst);
+	}
+	/* back-pressure: src waits while dst cannot take what src already sent us */
+	if (!conn_is_dead(src) && congested != !!(src->flags & CONN_F_READ_PAUSED))
+		conn_pause_read(src, congested);
+}
+
+void conn_send(struct conn *c, const void *data, size_t len)
+{
+	if (conn_is_dead(c))
+		return;
+	iobuf_append(&c->wbuf, data, len);
+	if (list_empty(&c->flush_node))
+		list_add_tail(&flush_list, &c->flush_node);
+}
+
+void conn_flush_all(void)
+{
+	struct list *item;
+	while ((item = list_pop_head(&flush_list)) != NULL) {
+		struct conn *c = container_of(item, struct conn, flush_node);
+		if (conn_is_dead(c))
+			continue;
+		if (!flush_generated(c))
+			continue;
+		/* a peer's bytes held back behind the generated ones can go now */
+		if (c->link && c->link->rbuf && iobuf_unsent(c->link->rbuf))
+			conn_forward(c->link);
+		else
+			conn_update_mask(c);
+	}
+}
+
+void conn_trim_buffers(struct conn *c)
+{
+	if (c->rbuf && iobuf_empty(c->rbuf)) {
+		iobuf_put(c->rbuf);
+		c->rbuf = NULL;
+	}
+	if (c->wbuf && iobuf_empty(c->wbuf)) {
+		iobuf_put(c->wbuf);
+		c->wbuf = NULL;
+	}
+}
+
+static void on_writable(struct conn *c)
+{
+	if (!flush_generated(c))
+		return;
+	struct conn *src = c->link;
+	if (src && src->rbuf && iobuf_unsent(src->rbuf)) {
+		conn_forward(src);
+		if (conn_is_dead(c) || conn_is_dead(src))
+			return;
+		if (!iobuf_unsent(src->rbuf) && iobuf_unparsed(src->rbuf)) {
+			/* what waited behind the congestion can be processed now */
+			if (src->is_server)
+				src->proto->server_input(src);
+			else
+				src->proto->client_input(src);
+		}
+	}
+	if (!conn_is_dead(c))
+		conn_update_mask(c);
+}
+
+static void on_readable(struct conn *c)
+{
+	if (!c->rbuf)
+		c->rbuf = iobuf_get();
+	struct iobuf *b = c->rbuf;
+	if (!iobuf_free_space(b))
+		iobuf_compact(b);
+	if (!iobuf_free_space(b)) {
+		/* full of bytes the peer has not taken yet: wait for it to drain */
+		conn_pause_read(c, true);
+		return;
+	}
+	ssize_t n = recv(c->fd, b->data + b->recv, iobuf_free_space(b), 0);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		c->flags |= CONN_F_EOF;
+		hooks->failed(c, n == 0 ? "closed by peer" : strerror(errno));
+		return;
+	}
+	b->recv += (uint32_t)n;
+	if (c->is_server)
+		c->proto->server_input(c);
+	else
+		c->proto->client_input(c);
+}
+
+void conn_event(struct loop *l, int fd, int events, void *arg)
+{
+	struct conn *c = arg;
+	(void)l;
+	if (conn_is_dead(c) || c->fd != fd)
+		return;
+	if (c->is_server && c->state == SV_CONNECTING) {
+		hooks->connected(c);
+		return;
+	}
+	if (events & LOOP_WRITE)
+		on_writable(c);
+	if (!conn_is_dead(c) && (events & LOOP_READ) && !(c->flags & CONN_F_READ_PAUSED))
+		on_readable(c);
+}
+
+const char *conn_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	switch (ss->ss_family) {
+	case AF_INET:
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%d", ip, conn_addr_port(ss));
+		break;
+	case AF_INET6:
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%d", ip, conn_addr_port(ss));
+		break;
+	case AF_UNIX:
+		snprintf(buf, len, "unix:%s", ((const struct sockaddr_un *)ss)->sun_path);
+		break;
+	default:
+		snprintf(buf, len, "unix");
+	}
+	return buf;
+}
+
+int conn_addr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
+}
+
+const char *conn_prefix(const struct conn *c, char *buf, size_t len)
+{
+	char addr[128];
+	snprintf(buf, len, "%c-%llu: %s/%s@%s", c->is_server ? 'S' : 'C',
+		 (unsigned long long)c->id, c->db_name ? c->db_name : "(nodb)",
+		 c->user_name ? c->user_name : "(nouser)",
+		 conn_addr_str(&c->addr, addr, sizeof(addr)));
+	return buf;
+}
+
+void conn_log(const struct conn *c, int level, const char *fmt, ...)
+{
+	char prefix[256], msg[1024];
+	va_list ap;
+	if (!log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_msg(level, "%s %s", conn_prefix(c, prefix, sizeof(prefix)), msg);
+}
+
+void conn_close_socket(struct conn *c)
+{
+	if (c->fd >= 0) {
+		loop_unwatch(c->core->loop, c->fd);
+		close(c->fd);
+		c->fd = -1;
+	}
+	loop_timer_stop(c->core->loop, &c->timer);
+	if (!list_empty(&c->flush_node))
+		list_del(&c->flush_node);
+	iobuf_put(c->rbuf);
+	iobuf_put(c->wbuf);
+	c->rbuf = c->wbuf = NULL;
+}
+
+void conn_destroy(void *arg)
+{
+	struct conn *c = arg;
+	if (c->proto && c->proto->conn_free)
+		c->proto->conn_free(c);
+	free(c->db_name);
+	free(c->user_name);
+	free(c);
+}

@@ -1,0 +1,50 @@
+/*
+ * core: the one runtime context of the process, passed explicitly to everything
+ * that needs it: the loop, the running config and auth file, the databases, users and
+ * pools, the clients still logging in, and the process-wide run state.
+ */
+#ifndef SLUICE_CORE_H
+#define SLUICE_CORE_H
+
+#include <stdbool.h>
+
+#include "loop.h"
+#include "util.h"
+
+struct config;
+struct auth_file;
+
+enum run_state {
+	RUN_NORMAL = 0,
+	RUN_WAIT_CLIENTS,  /* SIGTERM: not accepting, exit when the last client leaves */
+	RUN_WAIT_SERVERS,  /* SIGINT: not accepting, exit when no query is running */
+	RUN_EXIT,
+};
+
+struct core {
+	struct loop *loop;
+	struct config *cfg;
+	struct auth_file *auth;
+	char *config_path;
+	struct list databases;
+	struct list users;
+	struct list pools;
+	struct list login_clients;
+	struct list listeners;
+	struct loop_timer janitor;
+	int n_clients;   /* every client connection, logging in or not */
+	uint64_t next_id;
+	enum run_state run_state;
+	int exit_code;
+	/* set by main: ends the loop once run_state's shutdown condition holds */
+	void (*shutdown_check)(struct core *core);
+};
+
+/* Lower layers call this after anything that may let a shutdown finish. */
+static inline void core_check_shutdown(struct core *core)
+{
+	if (core->run_state != RUN_NORMAL && core->shutdown_check)
+		core->shutdown_check(core);
+}
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * pg: private state of the PostgreSQL protocol module, shared by its files
+ * (pg_client.c: client login and relay; pg_server.c: server login, relay and reset;
+ * pg_params.c: tracked session parameters; pg_cancel.c: cancel requests). Nothing
+ * outside the pg_ files includes this.
+ */
+#ifndef SLUICE_PG_H
+#define SLUICE_PG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth_file.h"
+#include "conn.h"
+#include "pg_pkt.h"
+#include "scram.h"
+
+/* name/value pairs: what a server reports, what a client asked for */
+struct pg_param {
+	char *name;
+	char *value;
+};
+struct pg_params {
+	struct pg_param *v;
+	size_t n, cap;
+};
+const char *pg_params_get(const struct pg_params *p, const char *name);
+/* true when the value changed */
+bool pg_params_set(struct pg_params *p, const char *name, const char *value);
+void pg_params_free(struct pg_params *p);
+/* Parameters that follow a client from server to server. */
+bool pg_param_tracked(const char *name);
+/* The canonical spelling of a tracked parameter name (case-insensitive match), or NULL. */
+const char *pg_param_canonical(const char *name);
+
+enum pgc_phase {
+	PGC_STARTUP,     /* waiting for the startup packet */
+	PGC_PASSWORD,    /* sent a cleartext/md5 request */
+	PGC_SASL_INIT,   /* sent AuthenticationSASL */
+	PGC_SASL_FINAL,  /* sent SASLContinue */
+	PGC_WELCOME,     /* authenticated, welcome waits for a server's parameters */
+	PGC_READY,       /* logged in */
+};
+
+struct pg_client {
+	enum pgc_phase phase;
+	bool negotiated_ssl;
+	uint8_t md5_salt[4];
+	char *secret;             /* copy of the auth_file secret, wiped on free */
+	enum secret_kind secret_kind;
+	bool user_known;
+	struct scram_server scram;
+	struct pg_params wanted;  /* tracked parameters as the client wants them */
+	uint32_t pkt_remain;      /* bytes of a message still to forward */
+	bool applying;            /* a SET of its parameters runs on the server */
+	bool terminating;
+};
+
+enum pgs_phase {
+	PGS_LOGIN,    /* startup sent, authenticating */
+	PGS_CONNECT_QUERY,
+	PGS_READY,    /* idle or relaying */
+	PGS_RESET,    /* server_reset_query running */
+};
+
+struct pg_server {
+	enum pgs_phase phase;
+	struct scram_client scram;
+	bool scram_started;
+	struct pg_params params;  /* as the server last reported them */
+	uint32_t pkt_remain;
+	char txn_status;          /* status of the last ReadyForQuery */
+	int outstanding;          /* client Query/Sync not yet answered by ReadyForQuery */
+	int internal;             /* sluice's own queries whose replies are swallowed */
+	bool internal_failed;
+	char *internal_error;     /* first error message of an internal query */
+	char internal_code[6];
+};
+
+/* Per-pool: the parameters the first server reported, for welcoming clients. */
+struct pg_pool {
+	struct pg_params welcome;
+	bool have_welcome;
+};
+
+static inline struct pg_client *pgc(const struct conn *c)
+{
+	return c->pstate;
+}
+static inline struct pg_server *pgs(const struct conn *c)
+{
+	return c->pstate;
+}
+struct pg_pool *pg_pool_state(struct pool *pool);
+
+/* Sends a built message buffer to a connection and resets it. */
+void pg_send_out(struct conn *c, struct pg_out *o);
+
+/* pg_client.c */
+void pg_client_accepted(struct conn *c);
+void pg_client_input(struct conn *c);
+void pg_client_linked(struct conn *c);
+void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal);
+void pg_client_relay(struct conn *c);
+
+/* pg_server.c */
+void pg_server_connected(struct conn *s);
+void pg_server_input(struct conn *s);
+bool pg_server_clean(const struct conn *s);
+bool pg_server_reset(struct conn *s);
+/* Runs sql on the server as sluice's own query; replies are swallowed. */
+void pg_server_internal_query(struct conn *s, const char *sql);
+/* Client parameters differing from the server's: a SET list to run, or false. */
+bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
+			 struct pg_out *sql);
+
+/* pg_cancel.c */
+void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key);
+
+#endif

@@ -1,0 +1,631 @@
+/*
+ * pg_client: the client side of the PostgreSQL protocol. Login: startup packet
+ * (SSL and GSSENC requests answered 'N', cancel requests handed to pg_cancel),
+ * authentication against the auth file (trust, cleartext, md5, SCRAM-SHA-256),
+ * then the welcome: the parameters a server of its pool reported, with the client's
+ * own values where it set them, and sluice's own cancel key. After login it relays:
+ * message headers are read to count queries and catch Terminate, bodies are
+ * forwarded as they are.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "md5auth.h"
+#include "pg.h"
+#include "pool.h"
+#include "proto.h"
+
+#define MAX_STARTUP_PARAMS 64
+
+void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal)
+{
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, msg);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+}
+
+static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
+	PRINTF_LIKE(3, 4);
+static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->core->cfg->log_pooler_errors)
+		conn_log(c, LOG_LVL_WARNING, "pooler error: %s", msg);
+	client_fail(c, sqlstate, msg);
+}
+
+/* Every authentication failure looks the same to the client; the log says why. */
+static void auth_failed(struct conn *c, const char *reason)
+{
+	char msg[256];
+	conn_log(c, LOG_LVL_WARNING, "login failed: %s", reason);
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"",
+		 c->user_name ? c->user_name : "");
+	client_fail(c, "28P01", msg);
+}
+
+static void wipe_secret(struct pg_client *pc)
+{
+	if (pc->secret) {
+		explicit_bzero(pc->secret, strlen(pc->secret));
+		free(pc->secret);
+		pc->secret = NULL;
+	}
+	scram_server_clear(&pc->scram);
+}
+
+void pg_client_accepted(struct conn *c)
+{
+	struct pg_client *pc = xcalloc(1, sizeof(*pc));
+	c->pstate = pc;
+	pc->phase = PGC_STARTUP;
+	uint32_t key[2];
+	if (!random_bytes(key, sizeof(key))) {
+		client_fail(c, "58000", "cannot generate a cancel key");
+		return;
+	}
+	c->cancel_pid = key[0] & 0x7fffffff;
+	c->cancel_key = key[1];
+}
+
+/* --- the welcome --- */
+
+static void send_welcome(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	struct pg_pool *pp = pg_pool_state(c->pool);
+	struct pg_out o;
+	pg_out_init(&o);
+	for (size_t i = 0; i < pp->welcome.n; i++) {
+		const char *name = pp->welcome.v[i].name;
+		const char *mine = pg_params_get(&pc->wanted, name);
+		pg_out_param_status(&o, name, mine ? mine : pp->welcome.v[i].value);
+	}
+	for (size_t i = 0; i < pc->wanted.n; i++)
+		if (!pg_params_get(&pp->welcome, pc->wanted.v[i].name))
+			pg_out_param_status(&o, pc->wanted.v[i].name, pc->wanted.v[i].value);
+	pg_out_begin(&o, 'K');
+	pg_out_u32(&o, c->cancel_pid);
+	pg_out_u32(&o, c->cancel_key);
+	pg_out_end(&o);
+	pg_out_ready(&o, 'I');
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+	pc->phase = PGC_READY;
+	loop_timer_stop(c->core->loop, &c->timer); /* client_login_timeout */
+	if (c->core->cfg->log_connections)
+		conn_log(c, LOG_LVL_INFO, "login ok");
+}
+
+static void auth_ok(struct conn *c, struct database *db)
+{
+	struct pg_client *pc = pgc(c);
+	struct core *core = c->core;
+	wipe_secret(pc);
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_auth(&o, 0, NULL, 0);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+	struct user *su = user_lookup(core, db->force_user ? db->force_user : c->user_name);
+	struct pool *pool = pool_get(core, db, su);
+	c->pool = pool;
+	if (pg_pool_state(pool)->have_welcome) {
+		send_welcome(c);
+		pool_client_enter(pool, c, false);
+		if (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf))
+			pg_client_relay(c);
+	} else {
+		pc->phase = PGC_WELCOME;
+		pool_client_enter(pool, c, true);
+	}
+}
+
+/* --- startup packet --- */
+
+static bool in_list(const char *list, const char *name)
+{
+	return list && config_list_contains(list, name);
+}
+
+struct startup_info {
+	const char *user, *database;
+	const char *unsupported[16];
+	size_t n_unsupported;
+};
+
+static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
+				struct startup_info *si)
+{
+	struct pg_client *pc = pgc(c);
+	struct pg_startup_param params[MAX_STARTUP_PARAMS];
+	size_t n;
+	if (!pg_parse_startup_params(body, len, params, MAX_STARTUP_PARAMS, &n)) {
+		login_fail(c, "08P01", "invalid startup packet layout");
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name = params[i].name, *value = params[i].value;
+		const char *canon = pg_param_canonical(name);
+		if (strcmp(name, "user") == 0)
+			si->user = value;
+		else if (strcmp(name, "database") == 0)
+			si->database = value;
+		else if (canon)
+			pg_params_set(&pc->wanted, canon, value);
+		else if (strncmp(name, "_pq_.", 5) == 0 && si->n_unsupported < 16)
+			si->unsupported[si->n_unsupported++] = name;
+		else if (strcmp(name, "replication") == 0 && !str_ieq(value, "false") &&
+			 strcmp(value, "0") && !str_ieq(value, "off") && !str_ieq(value, "no")) {
+			login_fail(c, "08P01", "replication connections are not supported");
+			return false;
+		} else if (!in_list(c->core->cfg->ignore_startup_parameters, name) &&
+			   strcmp(name, "replication") != 0) {
+			login_fail(c, "08P01", "unsupported startup parameter: %s", name);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void negotiate_version(struct conn *c, const struct startup_info *si)
+{
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_begin(&o, 'v');
+	pg_out_u32(&o, 0); /* newest minor version sluice speaks: 3.0 */
+	pg_out_u32(&o, (uint32_t)si->n_unsupported);
+	for (size_t i = 0; i < si->n_unsupported; i++)
+		pg_out_str(&o, si->unsupported[i]);
+	pg_out_end(&o);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+}
+
+static void start_auth(struct conn *c, struct database *db);
+
+static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uint32_t code)
+{
+	struct core *core = c->core;
+	struct startup_info si = {0};
+	uint32_t major = code >> 16, minor = code & 0xffff;
+	if (major != 3) {
+		login_fail(c, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0",
+			   major, minor);
+		return;
+	}
+	if (!take_startup_params(c, pkt + 8, len - 8, &si))
+		return;
+	if (!si.user || !si.user[0]) {
+		login_fail(c, "28000", "no PostgreSQL user name specified in startup packet");
+		return;
+	}
+	if (minor > 0 || si.n_unsupported)
+		negotiate_version(c, &si);
+	c->user_name = xstrdup(si.user);
+	c->db_name = xstrdup(si.database && si.database[0] ? si.database : si.user);
+	if (core->n_clients > core->cfg->max_client_conn) {
+		login_fail(c, "53300", "no more connections allowed (max_client_conn)");
+		return;
+	}
+	if (core->run_state != RUN_NORMAL) {
+		login_fail(c, "57P03", "sluice is shutting down");
+		return;
+	}
+	struct database *db = database_lookup(core, c->db_name);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return;
+	}
+	start_auth(c, db);
+}
+
+/* --- authentication --- */
+
+static struct database *client_db(struct conn *c)
+{
+	return database_lookup(c->core, c->db_name);
+}
+
+static void send_auth_request(struct conn *c, uint32_t code, const void *extra, size_t n)
+{
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_auth(&o, code, extra, n);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+}
+
+static void start_scram(struct conn *c)
+{
+	static const char mech[] = SCRAM_MECHANISM "\0"; /* list ends with an empty name */
+	send_auth_request(c, 10, mech, sizeof(mech));
+	pgc(c)->phase = PGC_SASL_INIT;
+}
+
+static void start_auth(struct conn *c, struct database *db)
+{
+	struct pg_client *pc = pgc(c);
+	struct core *core = c->core;
+	const struct auth_user *au = core->auth ? auth_file_find(core->auth, c->user_name) : NULL;
+	if (au) {
+		pc->user_known = true;
+		pc->secret = xstrdup(au->secret);
+		pc->secret_kind = au->kind;
+	}
+	switch (core->cfg->auth_type) {
+	case AUTH_ANY:
+		auth_ok(c, db);
+		return;
+	case AUTH_TRUST:
+		if (core->auth && !au)
+			auth_failed(c, "user not in auth_file");
+		else
+			auth_ok(c, db);
+		return;
+	case AUTH_HBA:
+		auth_failed(c, "auth_type hba is not supported");
+		return;
+	case AUTH_PLAIN:
+		send_auth_request(c, 3, NULL, 0);
+		pc->phase = PGC_PASSWORD;
+		return;
+	case AUTH_MD5:
+		if (au && au->kind == SECRET_SCRAM) {
+			start_scram(c); /* an md5 challenge cannot be checked against it */
+			return;
+		}
+		if (!random_bytes(pc->md5_salt, 4)) {
+			auth_failed(c, "no randomness for the md5 salt");
+			return;
+		}
+		send_auth_request(c, 5, pc->md5_salt, 4);
+		pc->phase = PGC_PASSWORD;
+		return;
+	case AUTH_SCRAM:
+		start_scram(c);
+		return;
+	}
+}
+
+static bool check_plain_password(struct conn *c, const char *pw)
+{
+	struct pg_client *pc = pgc(c);
+	char hash[MD5_PASSWD_LEN + 1];
+	struct scram_secret have, got;
+	switch (pc->secret_kind) {
+	case SECRET_PLAIN:
+		return strlen(pw) == strlen(pc->secret) &&
+		       mem_equal_ct(pw, pc->secret, strlen(pw));
+	case SECRET_MD5:
+		return md5_password_hash(pw, c->user_name, hash) &&
+		       mem_equal_ct(hash, pc->secret, MD5_PASSWD_LEN + 1);
+	case SECRET_SCRAM:
+		return scram_parse_secret(pc->secret, &have) &&
+		       scram_secret_from_password(pw, have.salt, have.salt_len, have.iterations,
+						  &got) &&
+		       mem_equal_ct(have.stored_key, got.stored_key, SCRAM_KEY_LEN);
+	}
+	return false;
+}
+
+static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
+{
+	struct pg_client *pc = pgc(c);
+	struct pg_reader r = pg_reader_init(body, len);
+	const char *pw = pg_read_str(&r);
+	bool ok;
+	if (!pw) {
+		login_fail(c, "08P01", "invalid password packet");
+		return;
+	}
+	if (!pc->user_known)
+		ok = false;
+	else if (c->core->cfg->auth_type == AUTH_PLAIN)
+		ok = check_plain_password(c, pw);
+	else
+		ok = pc->secret_kind != SECRET_SCRAM &&
+		     md5_check_response(pc->secret, pc->secret_kind == SECRET_MD5, c->user_name,
+					pc->md5_salt, pw);
+	if (!ok) {
+		auth_failed(c, pc->user_known ? "wrong password" : "user not in auth_file");
+		return;
+	}
+	struct database *db = client_db(c);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return;
+	}
+	auth_ok(c, db);
+}
+
+static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
+{
+	struct pg_client *pc = pgc(c);
+	if (pc->user_known && pc->secret_kind == SECRET_SCRAM)
+		return scram_parse_secret(pc->secret, sec);
+	if (pc->user_known && pc->secret_kind == SECRET_PLAIN)
+		return scram_secret_from_password(pc->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS,
+						  sec);
+	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
+	 * at the end, so the client cannot tell which users exist */
+	char fake[33];
+	uint8_t rnd[16];
+	if (!random_bytes(rnd, sizeof(rnd)))
+		return false;
+	hex_encode(rnd, sizeof(rnd), fake);
+	pc->user_known = false;
+	return scram_secret_from_password(fake, NULL, 0, SCRAM_DEFAULT_ITERATIONS, sec);
+}
+
+static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
+{
+	struct pg_client *pc = pgc(c);
+	struct pg_reader r = pg_reader_init(body, len);
+	const char *mech = pg_read_str(&r);
+	uint32_t dlen = pg_read_u32(&r);
+	const uint8_t *data = r.bad || dlen == 0xffffffffu ? NULL : pg_read_bytes(&r, dlen);
+	struct scram_secret sec;
+	char *reply = NULL;
+	if (!mech || !data) {
+		login_fail(c, "08P01", "malformed SASLInitialResponse");
+		return;
+	}
+	if (strcmp(mech, SCRAM_MECHANISM) != 0) {
+		login_fail(c, "28000", "client selected an invalid SASL authentication mechanism");
+		return;
+	}
+	if (!scram_secret_for_client(c, &sec)) {
+		auth_failed(c, "unusable SCRAM secret");
+		return;
+	}
+	if (!scram_server_first(&pc->scram, &sec, (const char *)data, dlen, &reply)) {
+		explicit_bzero(&sec, sizeof(sec));
+		auth_failed(c, "malformed SCRAM client-first-message");
+		return;
+	}
+	explicit_bzero(&sec, sizeof(sec));
+	send_auth_request(c, 11, reply, strlen(reply));
+	free(reply);
+	pc->phase = PGC_SASL_FINAL;
+}
+
+static void keep_scram_keys(struct conn *c, struct database *db)
+{
+	struct pg_client *pc = pgc(c);
+	struct scram_secret sec;
+	if (pc->secret_kind != SECRET_SCRAM || !pc->scram.have_client_key || db->force_user)
+		return;
+	if (!scram_parse_secret(pc->secret, &sec))
+		return;
+	struct user *u = user_lookup(c->core, c->user_name);
+	memcpy(u->scram_client_key, pc->scram.client_key, SCRAM_KEY_LEN);
+	memcpy(u->scram_server_key, sec.server_key, SCRAM_KEY_LEN);
+	u->have_scram_keys = true;
+	explicit_bzero(&sec, sizeof(sec));
+}
+
+static void handle_sasl_final(struct conn *c, const uint8_t *body, uint32_t len)
+{
+	struct pg_client *pc = pgc(c);
+	char *reply = NULL;
+	bool ok = scram_server_final(&pc->scram, (const char *)body, len, &reply);
+	if (!ok || !pc->user_known) {
+		free(reply);
+		auth_failed(c, pc->user_known ? "wrong password (SCRAM proof)"
+					      : "user not in auth_file or no SCRAM secret");
+		return;
+	}
+	send_auth_request(c, 12, reply, strlen(reply));
+	free(reply);
+	struct database *db = client_db(c);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return;
+	}
+	keep_scram_keys(c, db);
+	auth_ok(c, db);
+}
+
+/* --- login packet framing --- */
+
+/* Makes sure a whole packet of n bytes is buffered; false when it must wait. */
+static bool have_whole(struct conn *c, uint32_t n)
+{
+	if (iobuf_unparsed(c->rbuf) >= n)
+		return true;
+	iobuf_reserve(&c->rbuf, n);
+	return false;
+}
+
+static bool login_startup_packet(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	if (iobuf_unparsed(c->rbuf) < 8)
+		return false;
+	uint32_t len = pg_get_u32(iobuf_parse_ptr(c->rbuf));
+	if (len < 8 || len > PG_STARTUP_MAX) {
+		login_fail(c, "08P01", "invalid startup packet length");
+		return false;
+	}
+	if (!have_whole(c, len))
+		return false;
+	uint8_t *pkt = iobuf_parse_ptr(c->rbuf);
+	uint32_t code = pg_get_u32(pkt + 4);
+	if (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST) {
+		if (len != 8 || pc->negotiated_ssl) {
+			login_fail(c, "08P01", "invalid encryption request");
+			return false;
+		}
+		pc->negotiated_ssl = true;
+		iobuf_swallow(c->rbuf, len);
+		conn_send(c, "N", 1);
+		return true;
+	}
+	if (code == PG_CANCEL_REQUEST) {
+		uint32_t pid = len == 16 ? pg_get_u32(pkt + 8) : 0;
+		uint32_t key = len == 16 ? pg_get_u32(pkt + 12) : 0;
+		iobuf_swallow(c->rbuf, len);
+		if (len == 16)
+			pg_handle_cancel(c, pid, key);
+		client_close(c, "cancel request");
+		return false;
+	}
+	handle_startup(c, pkt, len, code);
+	if (c->state != CL_JUSTFREE)
+		iobuf_swallow(c->rbuf, len);
+	return c->state != CL_JUSTFREE;
+}
+
+static bool login_auth_message(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	uint8_t type;
+	uint32_t len;
+	switch (pg_read_header(iobuf_parse_ptr(c->rbuf), iobuf_unparsed(c->rbuf), &type, &len)) {
+	case PG_HDR_SHORT:
+		return false;
+	case PG_HDR_BAD:
+		login_fail(c, "08P01", "invalid message length");
+		return false;
+	case PG_HDR_OK:
+		break;
+	}
+	if (type != 'p' || len > PG_LOGIN_MSG_MAX) {
+		login_fail(c, "08P01", "expected an authentication response");
+		return false;
+	}
+	if (!have_whole(c, len + 1))
+		return false;
+	const uint8_t *body = iobuf_parse_ptr(c->rbuf) + 5;
+	if (pc->phase == PGC_PASSWORD)
+		handle_password(c, body, len - 4);
+	else if (pc->phase == PGC_SASL_INIT)
+		handle_sasl_init(c, body, len - 4);
+	else
+		handle_sasl_final(c, body, len - 4);
+	if (c->state == CL_JUSTFREE)
+		return false;
+	iobuf_swallow(c->rbuf, len + 1);
+	return true;
+}
+
+void pg_client_input(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	while (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf)) {
+		bool more;
+		switch (pc->phase) {
+		case PGC_STARTUP:
+			more = login_startup_packet(c);
+			break;
+		case PGC_PASSWORD:
+		case PGC_SASL_INIT:
+		case PGC_SASL_FINAL:
+			more = login_auth_message(c);
+			break;
+		case PGC_WELCOME:
+			return; /* what it sends waits for the welcome */
+		case PGC_READY:
+		default:
+			pg_client_relay(c);
+			return;
+		}
+		if (!more)
+			return;
+	}
+}
+
+/* --- after login --- */
+
+void pg_client_linked(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	struct conn *s = c->link;
+	if (pc->phase == PGC_WELCOME)
+		send_welcome(c);
+	struct pg_out sql;
+	pg_out_init(&sql);
+	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &sql)) {
+		pc->applying = true;
+		pg_server_internal_query(s, (const char *)sql.data);
+		pg_out_free(&sql);
+		return;
+	}
+	pg_out_free(&sql);
+	pg_client_relay(c);
+}
+
+/* Without a server: Terminate closes, anything else asks the pool for one. */
+static void relay_unlinked(struct conn *c)
+{
+	uint8_t type;
+	uint32_t len;
+	enum pg_hdr_result h =
+	    pg_read_header(iobuf_parse_ptr(c->rbuf), iobuf_unparsed(c->rbuf), &type, &len);
+	if (h == PG_HDR_SHORT)
+		return;
+	if (h == PG_HDR_BAD) {
+		login_fail(c, "08P01", "invalid message length");
+		return;
+	}
+	if (type == 'X') {
+		client_close(c, "client sent Terminate");
+		return;
+	}
+	if (c->state == CL_IDLE)
+		pool_lease(c);
+}
+
+void pg_client_relay(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	struct iobuf *b = c->rbuf;
+	if (!b || c->state == CL_JUSTFREE || pc->applying)
+		return;
+	if (!c->link) {
+		if (iobuf_unparsed(b))
+			relay_unlinked(c);
+		return;
+	}
+	struct pg_server *ps = pgs(c->link);
+	while (iobuf_unparsed(b)) {
+		if (pc->pkt_remain) {
+			uint32_t n = iobuf_unparsed(b) < pc->pkt_remain ? iobuf_unparsed(b)
+								       : pc->pkt_remain;
+			iobuf_mark_send(b, n);
+			pc->pkt_remain -= n;
+			continue;
+		}
+		uint8_t type;
+		uint32_t len;
+		enum pg_hdr_result h = pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
+		if (h == PG_HDR_SHORT)
+			break;
+		if (h == PG_HDR_BAD) {
+			login_fail(c, "08P01", "invalid message length");
+			return;
+		}
+		if (type == 'X') {
+			client_close(c, "client sent Terminate");
+			return;
+		}
+		if (type == 'Q' || type == 'S' || type == 'F') {
+			ps->outstanding++;
+			if (type != 'S')
+				c->pool->query_count++;
+		}
+		pc->pkt_remain = len + 1;
+	}
+	conn_forward(c);
+}

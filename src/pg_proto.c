@@ -1,0 +1,46 @@
+/*
+ * pg_proto: the PostgreSQL module's entry in the protocol table, and the teardown of
+ * its per-connection state (which wipes anything secret it held).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+#include "proto.h"
+
+static void pg_conn_free(struct conn *c)
+{
+	if (!c->pstate)
+		return;
+	if (c->is_server) {
+		struct pg_server *ps = pgs(c);
+		scram_client_clear(&ps->scram);
+		pg_params_free(&ps->params);
+		free(ps->internal_error);
+	} else {
+		struct pg_client *pc = pgc(c);
+		if (pc->secret) {
+			explicit_bzero(pc->secret, strlen(pc->secret));
+			free(pc->secret);
+		}
+		scram_server_clear(&pc->scram);
+		pg_params_free(&pc->wanted);
+	}
+	free(c->pstate);
+	c->pstate = NULL;
+}
+
+const struct proto_ops pg_proto = {
+    .name = "postgresql",
+    .unix_socket_prefix = ".s.PGSQL.",
+    .default_port = 5432,
+    .client_accepted = pg_client_accepted,
+    .client_input = pg_client_input,
+    .client_linked = pg_client_linked,
+    .client_error = pg_client_error,
+    .server_connected = pg_server_connected,
+    .server_input = pg_server_input,
+    .server_clean = pg_server_clean,
+    .server_reset = pg_server_reset,
+    .conn_free = pg_conn_free,
+};

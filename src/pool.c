@@ -1,0 +1,692 @@
+/*
+ * pool: who gets which server. Databases and users are created on first use from the
+ * config; pools from (database, user). Servers sit on the list of their state; the
+ * wait queue is FIFO. A server is handed out only after the protocol module says it
+ * is clean and has run its reset. Closing a client or a server happens here, once,
+ * and wakes whoever can make progress because of it.
+ */
+#include "pool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "netutil.h"
+#include "proto.h"
+
+static void pool_launch_servers(struct pool *pool);
+static void link_pair(struct conn *client, struct conn *server);
+
+/* --- databases and users --- */
+
+static void database_fill(struct database *db, const struct db_entry *e, const char *name,
+			  const struct config *cfg)
+{
+	db->host = e->host ? xstrndup(e->host, strcspn(e->host, ",")) : NULL;
+	db->port = e->port > 0 ? e->port : db->proto->default_port;
+	db->dbname = xstrdup(e->dbname && strcmp(e->name, "*") ? e->dbname : name);
+	db->force_user = e->user ? xstrdup(e->user) : NULL;
+	db->password = e->password ? xstrdup(e->password) : NULL;
+	db->pool_size = e->pool_size;
+	db->min_pool_size = e->min_pool_size;
+	db->reserve_pool_size = e->reserve_pool_size;
+	db->max_db_connections = e->max_db_connections >= 0 ? e->max_db_connections
+							     : cfg->max_db_connections;
+	db->pool_mode = e->pool_mode;
+	db->connect_query = e->connect_query ? xstrdup(e->connect_query) : NULL;
+	const char *params[4][2] = {{"client_encoding", e->client_encoding},
+				    {"DateStyle", e->datestyle},
+				    {"TimeZone", e->timezone},
+				    {"application_name", e->application_name}};
+	for (int i = 0; i < 4; i++) {
+		db->startup_params[i][0] = xstrdup(params[i][0]);
+		db->startup_params[i][1] = params[i][1] ? xstrdup(params[i][1]) : NULL;
+	}
+}
+
+static void database_clear(struct database *db)
+{
+	free(db->host);
+	free(db->dbname);
+	free(db->force_user);
+	if (db->password) {
+		explicit_bzero(db->password, strlen(db->password));
+		free(db->password);
+	}
+	free(db->connect_query);
+	for (int i = 0; i < 4; i++) {
+		free(db->startup_params[i][0]);
+		free(db->startup_params[i][1]);
+	}
+}
+
+struct database *database_lookup(struct core *core, const char *name)
+{
+	struct list *it;
+	list_for_each(it, &core->databases)
+	{
+		struct database *db = list_entry(it, struct database, node);
+		if (!db->stale && strcmp(db->name, name) == 0)
+			return db;
+	}
+	const struct db_entry *e = config_find_db(core->cfg, name);
+	bool fallback = false;
+	if (!e) {
+		e = config_find_db(core->cfg, "*");
+		fallback = true;
+	}
+	if (!e)
+		return NULL;
+	struct database *db = xcalloc(1, sizeof(*db));
+	db->name = xstrdup(name);
+	db->proto = &pg_proto;
+	db->from_fallback = fallback;
+	database_fill(db, e, name, core->cfg);
+	list_add_tail(&core->databases, &db->node);
+	return db;
+}
+
+static void user_fill(struct user *u, const struct config *cfg)
+{
+	const struct user_entry *e = config_find_user(cfg, u->name);
+	u->pool_mode = e ? e->pool_mode : POOL_MODE_UNSET;
+	u->pool_size = e ? e->pool_size : -1;
+	u->max_user_connections = e && e->max_user_connections >= 0 ? e->max_user_connections
+								    : cfg->max_user_connections;
+}
+
+struct user *user_lookup(struct core *core, const char *name)
+{
+	struct list *it;
+	list_for_each(it, &core->users)
+	{
+		struct user *u = list_entry(it, struct user, node);
+		if (strcmp(u->name, name) == 0)
+			return u;
+	}
+	struct user *u = xcalloc(1, sizeof(*u));
+	u->name = xstrdup(name);
+	user_fill(u, core->cfg);
+	list_add_tail(&core->users, &u->node);
+	return u;
+}
+
+/* Connection parameters changed: servers made with the old ones close when released. */
+static bool database_changed(const struct database *db, const struct database *fresh)
+{
+#define DIFF(a, b) (((a) == NULL) != ((b) == NULL) || ((a) && strcmp((a), (b))))
+	return DIFF(db->host, fresh->host) || db->port != fresh->port ||
+	       DIFF(db->dbname, fresh->dbname) || DIFF(db->force_user, fresh->force_user) ||
+	       DIFF(db->password, fresh->password);
+#undef DIFF
+}
+
+static void mark_db_servers_close(struct core *core, struct database *db)
+{
+	struct list *it, *s;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->db != db)
+			continue;
+		for (int st = 0; st < SV_STATE_COUNT; st++)
+			list_for_each(s, &pool->servers[st])
+				list_entry(s, struct conn, node)->flags |= CONN_F_CLOSE_NEEDED;
+		while (!list_empty(&pool->servers[SV_IDLE]))
+			server_close(list_entry(pool->servers[SV_IDLE].next, struct conn, node),
+				     "database changed by reload");
+	}
+}
+
+void pool_apply_config(struct core *core)
+{
+	struct list *it;
+	list_for_each(it, &core->databases)
+	{
+		struct database *db = list_entry(it, struct database, node);
+		const struct db_entry *e = config_find_db(core->cfg, db->name);
+		if (!e && db->from_fallback)
+			e = config_find_db(core->cfg, "*");
+		if (!e) {
+			db->stale = true;
+			mark_db_servers_close(core, db);
+			continue;
+		}
+		struct database fresh = {.proto = db->proto};
+		database_fill(&fresh, e, db->name, core->cfg);
+		if (database_changed(db, &fresh))
+			mark_db_servers_close(core, db);
+		database_clear(db);
+		fresh.node = db->node;
+		fresh.name = db->name;
+		fresh.n_servers = db->n_servers;
+		fresh.n_clients = db->n_clients;
+		*db = fresh;
+	}
+	list_for_each(it, &core->users)
+		user_fill(list_entry(it, struct user, node), core->cfg);
+}
+
+/* --- pools --- */
+
+struct pool *pool_get(struct core *core, struct database *db, struct user *user)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *p = list_entry(it, struct pool, node);
+		if (p->db == db && p->user == user)
+			return p;
+	}
+	struct pool *p = xcalloc(1, sizeof(*p));
+	p->core = core;
+	p->db = db;
+	p->user = user;
+	for (int i = 0; i < SV_STATE_COUNT; i++)
+		list_init(&p->servers[i]);
+	list_init(&p->waiting);
+	list_init(&p->active);
+	list_init(&p->idle);
+	list_add_tail(&core->pools, &p->node);
+	return p;
+}
+
+enum pool_mode pool_effective_mode(const struct pool *pool)
+{
+	if (pool->user->pool_mode != POOL_MODE_UNSET)
+		return pool->user->pool_mode;
+	if (pool->db->pool_mode != POOL_MODE_UNSET)
+		return pool->db->pool_mode;
+	return pool->core->cfg->pool_mode;
+}
+
+int pool_effective_size(const struct pool *pool)
+{
+	if (pool->db->pool_size >= 0)
+		return pool->db->pool_size;
+	if (pool->user->pool_size >= 0)
+		return pool->user->pool_size;
+	return pool->core->cfg->default_pool_size;
+}
+
+int pool_total_servers(const struct pool *pool)
+{
+	int n = 0;
+	for (int i = 0; i < SV_JUSTFREE; i++)
+		n += pool->n_servers[i];
+	return n;
+}
+
+void server_set_state(struct conn *s, enum server_state st)
+{
+	struct pool *pool = s->pool;
+	if (s->state != SV_JUSTFREE && !list_empty(&s->node)) {
+		list_del(&s->node);
+		pool->n_servers[s->state]--;
+	}
+	log_noise("S-%llu: %s -> %s", (unsigned long long)s->id, server_state_name(s->state),
+		  server_state_name(st));
+	s->state = st;
+	if (st == SV_JUSTFREE)
+		return;
+	/* idle servers: most recently used first, so the rest can age out */
+	if (st == SV_IDLE)
+		list_add_head(&pool->servers[st], &s->node);
+	else
+		list_add_tail(&pool->servers[st], &s->node);
+	pool->n_servers[st]++;
+	s->request_time = loop_now(s->core->loop);
+}
+
+static void client_set_state(struct conn *c, enum client_state st)
+{
+	struct pool *pool = c->pool;
+	if (!list_empty(&c->node)) {
+		list_del(&c->node);
+		if (pool) {
+			if (c->state == CL_WAITING || c->state == CL_WAIT_LOGIN)
+				pool->n_waiting--;
+			else if (c->state == CL_ACTIVE)
+				pool->n_active--;
+			else if (c->state == CL_IDLE)
+				pool->n_idle--;
+		}
+	}
+	c->state = st;
+	if (st == CL_JUSTFREE)
+		return;
+	if (!pool) {
+		list_add_tail(&c->core->login_clients, &c->node);
+		return;
+	}
+	if (st == CL_WAITING || st == CL_WAIT_LOGIN) {
+		list_add_tail(&pool->waiting, &c->node);
+		pool->n_waiting++;
+	} else if (st == CL_ACTIVE) {
+		list_add_tail(&pool->active, &c->node);
+		pool->n_active++;
+	} else {
+		list_add_tail(&pool->idle, &c->node);
+		pool->n_idle++;
+	}
+}
+
+/* --- wait queue and leasing --- */
+
+static void query_wait_expired(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *c = arg;
+	char msg[160];
+	(void)l;
+	(void)t;
+	snprintf(msg, sizeof(msg),
+		 "query_wait_timeout: no server connection became free within %.1f s",
+		 (double)c->core->cfg->query_wait_timeout / USEC_PER_SEC);
+	client_fail(c, "08P01", msg);
+}
+
+static bool login_backoff_active(const struct pool *pool)
+{
+	usec_t now = loop_now(pool->core->loop);
+	return pool->login_error_msg &&
+	       now - pool->login_failed_at < pool->core->cfg->server_login_retry;
+}
+
+void pool_client_enter(struct pool *pool, struct conn *client, bool needs_server)
+{
+	client->pool = pool;
+	pool->db->n_clients++;
+	/* leave the login list and join the pool's */
+	list_del(&client->node);
+	client->state = CL_LOGIN;
+	client_set_state(client, CL_IDLE);
+	if (needs_server) {
+		client_set_state(client, CL_WAIT_LOGIN);
+		pool_lease(client);
+	}
+}
+
+void pool_lease(struct conn *client)
+{
+	struct pool *pool = client->pool;
+	struct core *core = client->core;
+	if (client->link)
+		return;
+	if (client->state != CL_WAIT_LOGIN && client->state != CL_WAITING)
+		client_set_state(client, CL_WAITING);
+	client->wait_start = loop_now(core->loop);
+	/* FIFO: idle servers go to the longest waiters, this client included */
+	while (!list_empty(&pool->servers[SV_IDLE]) && !list_empty(&pool->waiting))
+		link_pair(list_entry(pool->waiting.next, struct conn, node),
+			  list_entry(pool->servers[SV_IDLE].next, struct conn, node));
+	if (client->link || client->state == CL_JUSTFREE)
+		return;
+	if (login_backoff_active(pool)) {
+		client_fail(client, pool->login_error_code, pool->login_error_msg);
+		return;
+	}
+	if (core->cfg->query_wait_timeout)
+		loop_timer_start(core->loop, &client->timer, core->cfg->query_wait_timeout, 0,
+				 query_wait_expired, client);
+	pool_launch_servers(pool);
+}
+
+static void link_pair(struct conn *client, struct conn *server)
+{
+	struct pool *pool = client->pool;
+	loop_timer_stop(client->core->loop, &client->timer);
+	client->link = server;
+	server->link = client;
+	client_set_state(client, CL_ACTIVE);
+	server_set_state(server, SV_ACTIVE);
+	pool->wait_time_total += loop_now(client->core->loop) - client->wait_start;
+	client->proto->client_linked(client);
+}
+
+void pool_release(struct conn *client)
+{
+	struct conn *server = client->link;
+	if (!server)
+		return;
+	client->link = NULL;
+	server->link = NULL;
+	if (client->state == CL_ACTIVE)
+		client_set_state(client, CL_IDLE);
+	if ((server->flags & CONN_F_CLOSE_NEEDED) || !server->proto->server_clean(server)) {
+		server_close(server, (server->flags & CONN_F_CLOSE_NEEDED)
+					 ? "close needed"
+					 : "released while not idle");
+		return;
+	}
+	server_set_state(server, SV_USED);
+	if (server->proto->server_reset(server)) {
+		server_set_state(server, SV_TESTED);
+		return;
+	}
+	pool_server_ready(server);
+}
+
+void pool_server_ready(struct conn *server)
+{
+	struct pool *pool = server->pool;
+	struct core *core = server->core;
+	loop_timer_stop(core->loop, &server->timer);
+	if (server->flags & CONN_F_CLOSE_NEEDED) {
+		server_close(server, "close needed");
+		return;
+	}
+	if (server->state == SV_LOGIN && pool->login_error_msg) {
+		free(pool->login_error_code);
+		free(pool->login_error_msg);
+		pool->login_error_code = pool->login_error_msg = NULL;
+	}
+	if (core->run_state == RUN_WAIT_SERVERS) {
+		server_set_state(server, SV_IDLE);
+		core_check_shutdown(core);
+		return;
+	}
+	if (!list_empty(&pool->waiting)) {
+		link_pair(list_entry(pool->waiting.next, struct conn, node), server);
+		return;
+	}
+	server_set_state(server, SV_IDLE);
+	conn_trim_buffers(server);
+}
+
+void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+{
+	struct pool *pool = server->pool;
+	free(pool->login_error_code);
+	free(pool->login_error_msg);
+	pool->login_error_code = xstrdup(sqlstate);
+	pool->login_error_msg = xstrdup(msg);
+	pool->login_failed_at = loop_now(server->core->loop);
+	conn_log(server, LOG_LVL_WARNING, "server login failed: %s", msg);
+	server_close(server, "login failed");
+	/* every waiter would get the same answer after a wait: give it now */
+	while (!list_empty(&pool->waiting)) {
+		struct conn *c = list_entry(pool->waiting.next, struct conn, node);
+		client_fail(c, sqlstate, msg);
+	}
+}
+
+/* --- opening server connections --- */
+
+static bool server_limits_allow(const struct pool *pool)
+{
+	const struct database *db = pool->db;
+	const struct user *u = pool->user;
+	if (pool_total_servers(pool) >= pool_effective_size(pool))
+		return false;
+	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections)
+		return false;
+	if (u->max_user_connections > 0 && u->n_servers >= u->max_user_connections)
+		return false;
+	return true;
+}
+
+static void server_connect_expired(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *s = arg;
+	(void)l;
+	(void)t;
+	pool_server_login_failed(s, "08006", "server login timed out (server_connect_timeout)");
+}
+
+static bool launch_one(struct pool *pool)
+{
+	struct core *core = pool->core;
+	struct sockaddr_storage addr;
+	char err[256];
+	int fd = pool_connect_socket(pool, &addr, err, sizeof(err));
+	if (fd < 0) {
+		log_warning("%s/%s: cannot connect to server: %s", pool->db->name,
+			    pool->user->name, err);
+		return false;
+	}
+	struct conn *s = conn_new(core, fd, true);
+	s->proto = pool->db->proto;
+	s->pool = pool;
+	s->addr = addr;
+	s->db_name = xstrdup(pool->db->name);
+	s->user_name = xstrdup(pool->user->name);
+	s->state = SV_JUSTFREE; /* not on any list yet */
+	server_set_state(s, SV_CONNECTING);
+	pool->db->n_servers++;
+	pool->user->n_servers++;
+	if (!conn_watch(s, true)) {
+		server_close(s, "cannot watch socket");
+		return false;
+	}
+	loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
+			 server_connect_expired, s);
+	conn_log(s, LOG_LVL_DEBUG, "connecting");
+	return true;
+}
+
+static void pool_launch_servers(struct pool *pool)
+{
+	struct core *core = pool->core;
+	if (core->run_state != RUN_NORMAL && core->run_state != RUN_WAIT_CLIENTS)
+		return;
+	while (pool->n_waiting > pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] +
+				     pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED] &&
+	       server_limits_allow(pool) && !login_backoff_active(pool)) {
+		if (!launch_one(pool)) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "server connection failed for database %s",
+				 pool->db->name);
+			while (!list_empty(&pool->waiting))
+				client_fail(list_entry(pool->waiting.next, struct conn, node),
+					    "08006", msg);
+			return;
+		}
+	}
+}
+
+static void server_connected(struct conn *s)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == EINPROGRESS)
+		return;
+	if (err) {
+		char msg[256];
+		char addr[128];
+		snprintf(msg, sizeof(msg), "server connection failed: %s (%s)", strerror(err),
+			 conn_addr_str(&s->addr, addr, sizeof(addr)));
+		pool_server_login_failed(s, "08006", msg);
+		return;
+	}
+	len = sizeof(s->local_addr);
+	getsockname(s->fd, (struct sockaddr *)&s->local_addr, &len);
+	server_set_state(s, SV_LOGIN);
+	if (!loop_set_mask(s->core->loop, s->fd, LOOP_READ)) {
+		server_close(s, "cannot watch socket");
+		return;
+	}
+	s->proto->server_connected(s);
+}
+
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err,
+			size_t errlen)
+{
+	const struct database *db = pool->db;
+	const struct config *cfg = pool->core->cfg;
+	memset(addr, 0, sizeof(*addr));
+	if (!net_resolve_server(db->host, db->port, db->proto->unix_socket_prefix, addr, err,
+				errlen))
+		return -1;
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (addr->ss_family != AF_UNIX)
+		net_tune_tcp(fd, cfg);
+	socklen_t alen = addr->ss_family == AF_UNIX    ? sizeof(struct sockaddr_un)
+			 : addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						       : sizeof(struct sockaddr_in);
+	if (connect(fd, (struct sockaddr *)addr, alen) < 0 && errno != EINPROGRESS) {
+		snprintf(err, errlen, "connect: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* --- teardown --- */
+
+void client_fail(struct conn *client, const char *sqlstate, const char *msg)
+{
+	if (client->state == CL_JUSTFREE)
+		return;
+	client->proto->client_error(client, sqlstate, msg, true);
+	conn_flush_all();
+	client_close(client, msg);
+}
+
+void client_close(struct conn *c, const char *reason)
+{
+	struct core *core = c->core;
+	if (c->state == CL_JUSTFREE)
+		return;
+	if (core->cfg->log_disconnections && c->state != CL_LOGIN)
+		conn_log(c, LOG_LVL_INFO, "closing because: %s", reason);
+	else
+		conn_log(c, LOG_LVL_DEBUG, "closing because: %s", reason);
+	if (c->link)
+		pool_release(c);
+	loop_timer_stop(core->loop, &c->timer);
+	client_set_state(c, CL_JUSTFREE);
+	if (c->pool)
+		c->pool->db->n_clients--;
+	core->n_clients--;
+	conn_close_socket(c);
+	loop_defer_free(core->loop, conn_destroy, c);
+	core_check_shutdown(core);
+}
+
+void server_close(struct conn *s, const char *reason)
+{
+	struct pool *pool = s->pool;
+	struct core *core = s->core;
+	if (s->state == SV_JUSTFREE)
+		return;
+	conn_log(s, s->state == SV_IDLE || s->state == SV_TESTED ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+		 "closing because: %s", reason);
+	struct conn *client = s->link;
+	if (client) {
+		client->link = NULL;
+		s->link = NULL;
+		/* the client's session lived on this server: it cannot go on without it */
+		client_fail(client, "08006", "server conn crashed? server closed the connection");
+	}
+	server_set_state(s, SV_JUSTFREE);
+	pool->db->n_servers--;
+	pool->user->n_servers--;
+	conn_close_socket(s);
+	loop_defer_free(core->loop, conn_destroy, s);
+	if (!list_empty(&pool->waiting))
+		pool_launch_servers(pool);
+	core_check_shutdown(core);
+}
+
+static void conn_failed(struct conn *c, const char *reason)
+{
+	char msg[256];
+	if (!c->is_server) {
+		client_close(c, reason);
+		return;
+	}
+	if (c->state == SV_CONNECTING || c->state == SV_LOGIN) {
+		snprintf(msg, sizeof(msg), "server connection failed: %s", reason);
+		pool_server_login_failed(c, "08006", msg);
+		return;
+	}
+	server_close(c, reason);
+}
+
+static const struct conn_hooks pool_conn_hooks = {
+    .connected = server_connected,
+    .failed = conn_failed,
+};
+
+__attribute__((constructor)) static void pool_install_hooks(void)
+{
+	conn_set_hooks(&pool_conn_hooks);
+}
+
+/* --- periodic work and lookups --- */
+
+static void pool_evict_idle(struct pool *pool)
+{
+	const struct config *cfg = pool->core->cfg;
+	usec_t now = loop_now(pool->core->loop);
+	struct list *it, *tmp;
+	int keep = pool->db->min_pool_size >= 0 ? pool->db->min_pool_size : cfg->min_pool_size;
+	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+	{
+		struct conn *s = list_entry(it, struct conn, node);
+		usec_t idle = now - s->request_time;
+		usec_t age = wall_usec() - s->connect_time;
+		if (cfg->server_lifetime && age > cfg->server_lifetime)
+			server_close(s, "server_lifetime");
+		else if (cfg->server_idle_timeout && idle > cfg->server_idle_timeout &&
+			 pool_total_servers(pool) > keep)
+			server_close(s, "server_idle_timeout");
+	}
+}
+
+void pool_janitor(struct core *core)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		pool_evict_idle(pool);
+		if (pool->login_error_msg && !login_backoff_active(pool) &&
+		    !list_empty(&pool->waiting))
+			pool_launch_servers(pool);
+	}
+}
+
+static struct conn *find_in(struct list *head, uint32_t pid, uint32_t key)
+{
+	struct list *it;
+	list_for_each(it, head)
+	{
+		struct conn *c = list_entry(it, struct conn, node);
+		if (c->cancel_pid == pid && c->cancel_key == key)
+			return c;
+	}
+	return NULL;
+}
+
+struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		struct conn *c = find_in(&pool->active, pid, key);
+		if (!c)
+			c = find_in(&pool->waiting, pid, key);
+		if (!c)
+			c = find_in(&pool->idle, pid, key);
+		if (c)
+			return c;
+	}
+	return NULL;
+}

@@ -1,0 +1,111 @@
+/*
+ * pool: databases, users and the pools keyed by (database, user). A pool owns its
+ * server connections, one list per state, and the FIFO of clients waiting for one.
+ * Leasing hands an idle server to a client or queues the client and opens servers
+ * within pool_size, max_db_connections and max_user_connections; releasing resets a
+ * server (through the protocol module) before anyone else gets it. Every client and
+ * server teardown goes through client_close()/server_close() here, once, with a reason.
+ */
+#ifndef SLUICE_POOL_H
+#define SLUICE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "conn.h"
+#include "core.h"
+#include "scram.h"
+
+/* A database as sluice runs it: a [databases] entry (or a "*" instance), copied. */
+struct database {
+	struct list node;
+	char *name;
+	char *host;          /* NULL or "/dir": unix socket */
+	int port;
+	char *dbname;        /* on the server */
+	char *force_user;
+	char *password;
+	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
+	enum pool_mode pool_mode;
+	char *connect_query;
+	char *startup_params[4][2]; /* client_encoding, datestyle, timezone, application_name */
+	const struct proto_ops *proto;
+	bool from_fallback;
+	bool stale;          /* gone from the config on reload */
+	int n_servers;
+	int n_clients;
+};
+
+/* A user as sluice runs it: a login name with its limits and SCRAM keys. */
+struct user {
+	struct list node;
+	char *name;
+	enum pool_mode pool_mode;
+	int pool_size;
+	int max_user_connections;
+	int n_servers;
+	/* keys recovered from a client's SCRAM proof, to log in to servers with */
+	bool have_scram_keys;
+	uint8_t scram_client_key[SCRAM_KEY_LEN];
+	uint8_t scram_server_key[SCRAM_KEY_LEN];
+};
+
+struct pool {
+	struct list node;
+	struct core *core;
+	struct database *db;
+	struct user *user;        /* the server-side user */
+	struct list servers[SV_STATE_COUNT];
+	int n_servers[SV_STATE_COUNT];
+	struct list waiting;      /* CL_WAITING and CL_WAIT_LOGIN, FIFO */
+	struct list active;       /* CL_ACTIVE */
+	struct list idle;         /* CL_IDLE */
+	int n_waiting, n_active, n_idle;
+	void *pstate;             /* protocol module's: e.g. the parameters servers report */
+	void (*pstate_free)(void *);
+	/* last server login failure, given to clients while server_login_retry runs */
+	char *login_error_code;
+	char *login_error_msg;
+	usec_t login_failed_at;
+	/* counters */
+	uint64_t xact_count, query_count, bytes_in, bytes_out, wait_time_total;
+};
+
+struct database *database_lookup(struct core *core, const char *name);
+struct user *user_lookup(struct core *core, const char *name);
+struct pool *pool_get(struct core *core, struct database *db, struct user *user);
+enum pool_mode pool_effective_mode(const struct pool *pool);
+int pool_effective_size(const struct pool *pool);
+int pool_total_servers(const struct pool *pool);
+
+/* Reconcile databases and users with a new config (reload). */
+void pool_apply_config(struct core *core);
+
+/* Client moves: after login the client joins the pool (idle, or waiting for params). */
+void pool_client_enter(struct pool *pool, struct conn *client, bool needs_server);
+/* Ask for a server; client->link is set and proto->client_linked called when there is one. */
+void pool_lease(struct conn *client);
+/* Detach the client's server and give it back (reset, or close when dirty). */
+void pool_release(struct conn *client);
+
+/* Server moves, called by the protocol module. */
+void pool_server_ready(struct conn *server); /* login or reset finished */
+void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg);
+void server_set_state(struct conn *server, enum server_state st);
+
+/* Teardown, the only ways out. reason is logged; it must not contain secrets. */
+void client_close(struct conn *client, const char *reason);
+void client_fail(struct conn *client, const char *sqlstate, const char *msg);
+void server_close(struct conn *server, const char *reason);
+
+/* Periodic work. */
+void pool_janitor(struct core *core);
+/* Find the client that owns a cancel key (NULL if none). */
+struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key);
+
+/* Open a new socket to the pool's database host (used for servers and cancels). */
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr_out, char *err,
+			size_t errlen);
+
+#endif

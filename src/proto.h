@@ -1,0 +1,46 @@
+/*
+ * proto: the interface a wire protocol module implements. The core (connections,
+ * pools, listeners, the janitor) calls only these functions and never looks at the
+ * bytes; a module calls back into the core through pool.h and conn.h. Adding a wire
+ * protocol means adding one of these tables and touching no core file.
+ */
+#ifndef SLUICE_PROTO_H
+#define SLUICE_PROTO_H
+
+#include <stdbool.h>
+
+struct conn;
+
+struct proto_ops {
+	const char *name;
+	const char *unix_socket_prefix; /* ".s.PGSQL." : socket file name before the port */
+	int default_port;
+
+	/* A client socket was accepted: set up private state and wait for its login. */
+	void (*client_accepted)(struct conn *client);
+	/* Bytes arrived in client->rbuf (or the peer drained and more can be processed). */
+	void (*client_input)(struct conn *client);
+	/* A server was attached to the client by the pool (client->link is set). */
+	void (*client_linked)(struct conn *client);
+	/* Tell the client about an error; fatal ones are followed by a close by the caller. */
+	void (*client_error)(struct conn *client, const char *sqlstate, const char *msg,
+			     bool fatal);
+
+	/* The TCP/unix connect of a server finished: start the login. */
+	void (*server_connected)(struct conn *server);
+	/* Bytes arrived in server->rbuf. */
+	void (*server_input)(struct conn *server);
+	/* True when the server may be handed to another client as it is (no transaction
+	 * open, no reply outstanding). */
+	bool (*server_clean)(const struct conn *server);
+	/* Start the reset before reuse; false when nothing needs doing. When true the
+	 * module calls pool_server_ready() once the reset is done. */
+	bool (*server_reset)(struct conn *server);
+
+	/* Free the private state of either side. */
+	void (*conn_free)(struct conn *c);
+};
+
+extern const struct proto_ops pg_proto;
+
+#endif
