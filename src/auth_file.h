@@ -5,6 +5,13 @@
  * '#' (or blank) are ignored. The secret is plaintext, "md5" + 32 hex digits, or a
  * SCRAM-SHA-256 secret ("SCRAM-SHA-256$iter:salt$storedkey:serverkey"). The module
  * only parses and looks up; it never logs a secret and its errors never quote one.
+ *
+ * Stricter than PgBouncer in two ways, both reported as "path:line: reason": a user
+ * listed twice is an error (PgBouncer lets the last line win, which hides a stale
+ * password), and a secret that starts "SCRAM-SHA-256$" but does not parse is an
+ * error rather than a plaintext password. An empty secret ("") is kept as an empty
+ * plaintext secret: it is normal with auth_type trust, and password methods must
+ * refuse it.
  */
 #ifndef SLUICE_AUTH_FILE_H
 #define SLUICE_AUTH_FILE_H
@@ -20,6 +27,7 @@ struct auth_user {
 	char *name;
 	char *secret;
 	enum secret_kind kind;
+	unsigned line; /* where the user was defined, for messages */
 };
 
 struct auth_file {
@@ -31,7 +39,7 @@ struct auth_file {
 struct auth_file *auth_file_load(const char *path, char *err, size_t errlen) WARN_UNUSED;
 /* Same, from a string (name is used in messages); for tests. */
 struct auth_file *auth_file_parse(const char *text, size_t len, const char *name, char *err,
-				  size_t errlen) WARN_UNUSED;
+                                  size_t errlen) WARN_UNUSED;
 const struct auth_user *auth_file_find(const struct auth_file *af, const char *user);
 void auth_file_free(struct auth_file *af);
 /* Classifies a secret string. */

@@ -123,8 +123,6 @@ static void auth_ok(struct conn *c, struct database *db)
 	if (pg_pool_state(pool)->have_welcome) {
 		send_welcome(c);
 		pool_client_enter(pool, c, false);
-		if (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf))
-			pg_client_relay(c);
 	} else {
 		pc->phase = PGC_WELCOME;
 		pool_client_enter(pool, c, true);
@@ -481,9 +479,13 @@ static bool login_startup_packet(struct conn *c)
 		client_close(c, "cancel request");
 		return false;
 	}
-	handle_startup(c, pkt, len, code);
-	if (c->state != CL_JUSTFREE)
-		iobuf_swallow(c->rbuf, len);
+	/* consumed before it is acted on: a login that completes at once goes straight
+	 * on to relay whatever the client sent after it */
+	uint8_t *copy = xmalloc(len);
+	memcpy(copy, pkt, len);
+	iobuf_swallow(c->rbuf, len);
+	handle_startup(c, copy, len, code);
+	free(copy);
 	return c->state != CL_JUSTFREE;
 }
 
@@ -507,17 +509,18 @@ static bool login_auth_message(struct conn *c)
 	}
 	if (!have_whole(c, len + 1))
 		return false;
-	const uint8_t *body = iobuf_parse_ptr(c->rbuf) + 5;
+	uint8_t *body = xmalloc(len);
+	memcpy(body, iobuf_parse_ptr(c->rbuf) + 5, len - 4);
+	iobuf_swallow(c->rbuf, len + 1);
 	if (pc->phase == PGC_PASSWORD)
 		handle_password(c, body, len - 4);
 	else if (pc->phase == PGC_SASL_INIT)
 		handle_sasl_init(c, body, len - 4);
 	else
 		handle_sasl_final(c, body, len - 4);
-	if (c->state == CL_JUSTFREE)
-		return false;
-	iobuf_swallow(c->rbuf, len + 1);
-	return true;
+	explicit_bzero(body, len - 4);
+	free(body);
+	return c->state != CL_JUSTFREE;
 }
 
 void pg_client_input(struct conn *c)

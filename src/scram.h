@@ -14,13 +14,21 @@
 
 #include "util.h"
 
-#define SCRAM_KEY_LEN 32
+#define SCRAM_KEY_LEN            32
 #define SCRAM_DEFAULT_ITERATIONS 4096
-#define SCRAM_MECHANISM "SCRAM-SHA-256"
+#define SCRAM_MECHANISM          "SCRAM-SHA-256"
+/*
+ * Iteration counts accepted in secrets and from servers. Deriving keys from a
+ * password runs PBKDF2 in the event loop, so a hostile or mistyped count must not
+ * stall it for minutes; ten million is about a few seconds and far above any
+ * count PostgreSQL users pick in practice (default 4096).
+ */
+#define SCRAM_MAX_ITERATIONS 10000000
+#define SCRAM_MAX_SALT_LEN   64
 
 struct scram_secret {
 	int iterations;
-	uint8_t salt[64];
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
 	size_t salt_len;
 	uint8_t stored_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN];
@@ -30,38 +38,60 @@ struct scram_secret {
 bool scram_parse_secret(const char *text, struct scram_secret *out) WARN_UNUSED;
 /* Derives a secret from a password (salt random when salt==NULL). */
 bool scram_secret_from_password(const char *password, const uint8_t *salt, size_t salt_len,
-				int iterations, struct scram_secret *out) WARN_UNUSED;
+                                int iterations, struct scram_secret *out) WARN_UNUSED;
 
-/* --- verifying a client (sluice is the SCRAM server) --- */
+/*
+ * --- verifying a client (sluice is the SCRAM server) ---
+ * The state must be zeroed before step 1 (e.g. "= {0}"); scram_server_clear leaves
+ * it zeroed. Every step returns false, without crashing, on any malformed input.
+ */
 struct scram_server {
 	struct scram_secret secret;
 	char *client_first_bare;
 	char *server_first;
-	char nonce[80]; /* client nonce + server nonce */
+	char *nonce;     /* malloc'd: client nonce + server nonce; a client picks its length */
+	char cbind_flag; /* 'n' or 'y', from the client's gs2 header */
+	char *fixed_server_nonce;          /* tests only: see scram_server_set_nonce */
 	uint8_t client_key[SCRAM_KEY_LEN]; /* recovered from a valid proof */
 	bool have_client_key;
 };
 
 /*
+ * Test hook: makes step 1 use server_nonce (printable ASCII except ',') as the
+ * server's part of the nonce instead of random bytes. Call on a zeroed state.
+ */
+bool scram_server_set_nonce(struct scram_server *st, const char *server_nonce) WARN_UNUSED;
+
+/*
  * Step 1: the client-first-message (SASLInitialResponse data). On success *reply is a
  * malloc'd server-first-message. false: malformed message (or channel binding asked).
  */
-bool scram_server_first(struct scram_server *st, const struct scram_secret *secret,
-			const char *msg, size_t len, char **reply) WARN_UNUSED;
+bool scram_server_first(struct scram_server *st, const struct scram_secret *secret, const char *msg,
+                        size_t len, char **reply) WARN_UNUSED;
 /*
  * Step 2: the client-final-message. true only when the proof verifies; then *reply is
  * the malloc'd server-final-message ("v=...") and st->client_key is set.
  */
 bool scram_server_final(struct scram_server *st, const char *msg, size_t len,
-			char **reply) WARN_UNUSED;
+                        char **reply) WARN_UNUSED;
 void scram_server_clear(struct scram_server *st); /* frees and wipes */
 
-/* --- logging in to a server (sluice is the SCRAM client) --- */
+/*
+ * --- logging in to a server (sluice is the SCRAM client) ---
+ * Zero the state, then set the credentials (and optionally user) before step 1.
+ */
 struct scram_client {
 	char nonce[32];
 	char *client_first_bare;
 	char *server_first;
 	uint8_t server_signature[SCRAM_KEY_LEN];
+	bool have_server_signature;
+	/*
+	 * Optional name for the "n=" attribute. PostgreSQL ignores it (the user is in
+	 * the startup packet), so NULL, sending "n=", is normal; tests set it to
+	 * reproduce RFC 7677's example.
+	 */
+	const char *user;
 	/* credentials: either password, or both keys from a client's login */
 	const char *password;
 	bool use_keys;
@@ -69,14 +99,21 @@ struct scram_client {
 	uint8_t server_key[SCRAM_KEY_LEN];
 };
 
-/* Fills st->nonce and returns the malloc'd client-first-message ("n,,n=,r=..."). */
+/*
+ * Test hook: makes scram_client_first send this nonce (printable ASCII except ',',
+ * shorter than st->nonce) instead of a random one. Call before scram_client_first.
+ */
+bool scram_client_set_nonce(struct scram_client *st, const char *nonce) WARN_UNUSED;
+/*
+ * Fills st->nonce (unless set by the hook) and returns the malloc'd
+ * client-first-message ("n,,n=,r=...").
+ */
 bool scram_client_first(struct scram_client *st, char **out) WARN_UNUSED;
 /* Given the server-first-message, returns the malloc'd client-final-message. */
 bool scram_client_final(struct scram_client *st, const char *server_first, size_t len,
-			char **out) WARN_UNUSED;
+                        char **out) WARN_UNUSED;
 /* Checks the server-final-message's signature. */
-bool scram_client_verify(struct scram_client *st, const char *server_final,
-			 size_t len) WARN_UNUSED;
+bool scram_client_verify(struct scram_client *st, const char *server_final, size_t len) WARN_UNUSED;
 void scram_client_clear(struct scram_client *st);
 
 #endif
