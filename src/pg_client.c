@@ -602,6 +602,9 @@ void pg_client_relay(struct conn *c)
 		return;
 	}
 	struct pg_server *ps = pgs(c->link);
+	/* shutting down after running queries: start no new one */
+	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(c->link) && !pc->pkt_remain)
+		return;
 	while (iobuf_unparsed(b)) {
 		if (pc->pkt_remain) {
 			uint32_t n = iobuf_unparsed(b) < pc->pkt_remain ? iobuf_unparsed(b)

@@ -367,6 +367,7 @@ static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_
 			ps->outstanding--;
 		if (ps->txn_status == 'I')
 			s->pool->xact_count++;
+		core_check_shutdown(s->core);
 	}
 }
 

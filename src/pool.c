@@ -656,8 +656,9 @@ void pool_janitor(struct core *core)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		pool_evict_idle(pool);
-		if (pool->login_error_msg && !login_backoff_active(pool) &&
-		    !list_empty(&pool->waiting))
+		/* waiters held back by a backoff or by a database/user limit that another
+		 * pool's closing servers may have lifted */
+		if (!list_empty(&pool->waiting))
 			pool_launch_servers(pool);
 	}
 }
