@@ -15,22 +15,26 @@
 
 enum pool_mode { POOL_MODE_UNSET = -1, POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
 enum auth_type {
-	AUTH_ANY = 0,   /* no authentication, any user name accepted */
-	AUTH_TRUST,     /* no password; user must exist in auth_file when one is set */
-	AUTH_PLAIN,     /* cleartext password */
-	AUTH_MD5,       /* md5 challenge (falls back to nothing else) */
-	AUTH_SCRAM,     /* scram-sha-256 */
-	AUTH_HBA,       /* accepted in the file, refused at login: not supported yet */
+	AUTH_ANY = 0, /* no authentication, any user name accepted */
+	AUTH_TRUST,   /* no password; user must exist in auth_file when one is set */
+	AUTH_PLAIN,   /* cleartext password */
+	AUTH_MD5,     /* md5 challenge (falls back to nothing else) */
+	AUTH_SCRAM,   /* scram-sha-256 */
+	AUTH_HBA,     /* accepted in the file, refused at login: not supported yet */
 };
 
-/* One [databases] entry. Integer fields are -1 when not given (inherit the global). */
+/*
+ * One [databases] entry. Integer fields are -1 when not given (inherit the global),
+ * string fields NULL; a value written as '' is kept as "". pool_mode is
+ * POOL_MODE_UNSET when not given. A name defined twice keeps the later definition.
+ */
 struct db_entry {
-	char *name;      /* key in [databases]; "*" for the fallback entry */
-	char *host;      /* NULL: unix socket in /var/run/postgresql (pgbouncer: /tmp) */
-	int port;        /* default 5432 */
-	char *dbname;    /* NULL: same as name (for "*": the name the client asked for) */
-	char *user;      /* force this server user; NULL: the client's user */
-	char *password;  /* password for user; NULL: from auth_file */
+	char *name;     /* key in [databases]; "*" for the fallback entry */
+	char *host;     /* NULL: unix socket in unix_socket_dir, as PgBouncer */
+	int port;       /* default 5432 */
+	char *dbname;   /* NULL: same as name (for "*": the name the client asked for) */
+	char *user;     /* force this server user; NULL: the client's user */
+	char *password; /* password for user; NULL: from auth_file */
 	int pool_size;
 	int min_pool_size;
 	int reserve_pool_size;
@@ -42,83 +46,87 @@ struct db_entry {
 	char *timezone;
 	char *application_name;
 	char *auth_user;
-	const char *file;  /* where it was defined, for messages (points into config) */
+	const char *file; /* where it was defined, for messages (points into config) */
 	int line;
 };
 
-/* One [users] entry. */
+/* One [users] entry; pool_mode is POOL_MODE_UNSET when not given. */
 struct user_entry {
 	char *name;
 	enum pool_mode pool_mode;
-	int pool_size;             /* -1 when not given */
-	int max_user_connections;  /* -1 when not given */
+	int pool_size;            /* -1 when not given */
+	int max_user_connections; /* -1 when not given */
 	const char *file;
 	int line;
 };
 
+/*
+ * Every field is a row of the settings table in config.c, which holds its default.
+ * String settings are never NULL: "" means not set.
+ */
 struct config {
 	/* listening */
-	char *listen_addr;          /* comma separated list, "*" = all; "" = no TCP */
-	int listen_port;            /* 6432 */
-	char *unix_socket_dir;      /* "/tmp"; "" disables */
-	int unix_socket_mode;       /* 0777 (octal in file) */
-	char *unix_socket_group;
-	int listen_backlog;         /* 128 */
-	bool so_reuseport;
+	char *listen_addr;       /* comma separated list, "*" = all; "" = no TCP (default "") */
+	int listen_port;         /* 6432 */
+	char *unix_socket_dir;   /* "/tmp"; "" disables */
+	int unix_socket_mode;    /* 0777 (octal in file) */
+	char *unix_socket_group; /* "" */
+	int listen_backlog;      /* 128 */
+	bool so_reuseport;       /* false */
 
 	/* authentication */
-	enum auth_type auth_type;   /* md5 */
-	char *auth_file;
-	char *admin_users;          /* comma separated */
-	char *stats_users;
+	enum auth_type auth_type; /* md5 */
+	char *auth_file;          /* "" */
+	char *admin_users;        /* comma separated; "" */
+	char *stats_users;        /* "" */
 
 	/* pooling */
-	enum pool_mode pool_mode;   /* session */
-	int default_pool_size;      /* 20 */
-	int min_pool_size;          /* 0 */
-	int reserve_pool_size;      /* 0 */
-	usec_t reserve_pool_timeout;/* 5 s */
-	int max_client_conn;        /* 100 */
-	int max_db_connections;     /* 0 = unlimited */
-	int max_user_connections;   /* 0 = unlimited */
-	char *server_reset_query;   /* "DISCARD ALL" */
-	bool server_reset_query_always;
-	char *server_check_query;   /* "" = empty query */
-	usec_t server_check_delay;  /* 30 s */
-	char *ignore_startup_parameters;
-	int pkt_buf;                /* 4096, the size of one connection buffer */
+	enum pool_mode pool_mode;        /* session */
+	int default_pool_size;           /* 20 */
+	int min_pool_size;               /* 0 */
+	int reserve_pool_size;           /* 0 */
+	usec_t reserve_pool_timeout;     /* 5 s */
+	int max_client_conn;             /* 100 */
+	int max_db_connections;          /* 0 = unlimited */
+	int max_user_connections;        /* 0 = unlimited */
+	char *server_reset_query;        /* "DISCARD ALL" */
+	bool server_reset_query_always;  /* false */
+	char *server_check_query;        /* "" = empty query (default; "<empty>" in a file is "") */
+	usec_t server_check_delay;       /* 30 s */
+	char *ignore_startup_parameters; /* "" */
+	int pkt_buf;                     /* 4096, the size of one connection buffer */
 
 	/* timeouts (usec; 0 = disabled where that makes sense) */
-	usec_t server_connect_timeout;  /* 15 s */
-	usec_t server_login_retry;      /* 15 s */
-	usec_t server_idle_timeout;     /* 600 s */
-	usec_t server_lifetime;         /* 3600 s */
-	usec_t query_timeout;           /* 0 */
-	usec_t query_wait_timeout;      /* 120 s */
-	usec_t client_idle_timeout;     /* 0 */
-	usec_t client_login_timeout;    /* 60 s */
-	usec_t idle_transaction_timeout;/* 0 */
+	usec_t server_connect_timeout;   /* 15 s */
+	usec_t server_login_retry;       /* 15 s */
+	usec_t server_idle_timeout;      /* 600 s */
+	usec_t server_lifetime;          /* 3600 s */
+	usec_t query_timeout;            /* 0 */
+	usec_t query_wait_timeout;       /* 120 s */
+	usec_t client_idle_timeout;      /* 0 */
+	usec_t client_login_timeout;     /* 60 s */
+	usec_t idle_transaction_timeout; /* 0 */
 
 	/* tcp */
-	bool tcp_keepalive;             /* true */
-	int tcp_keepcnt;                /* 0 = system default */
-	int tcp_keepidle;
-	int tcp_keepintvl;
-	int tcp_user_timeout;           /* ms, 0 = system default */
-	int tcp_defer_accept;
+	bool tcp_keepalive;   /* true */
+	int tcp_keepcnt;      /* 0 = system default */
+	int tcp_keepidle;     /* 0 = system default (seconds) */
+	int tcp_keepintvl;    /* 0 = system default (seconds) */
+	int tcp_user_timeout; /* ms, 0 = system default */
+	int tcp_defer_accept; /* 0 = off; seconds */
 
 	/* process and logging */
-	char *logfile;
-	bool syslog;
-	char *syslog_ident;             /* "sluice" */
-	char *syslog_facility;          /* "daemon" */
-	char *pidfile;
-	char *user;                     /* -u: drop privileges to this OS user */
-	bool log_connections;           /* true */
-	bool log_disconnections;        /* true */
-	bool log_pooler_errors;         /* true */
-	int verbose;                    /* 0 */
-	usec_t stats_period;            /* 60 s */
+	char *logfile;           /* "" */
+	bool syslog;             /* false */
+	char *syslog_ident;      /* "sluice" */
+	char *syslog_facility;   /* "daemon" */
+	char *pidfile;           /* "" */
+	char *user;              /* -u: drop privileges to this OS user; "" */
+	bool log_connections;    /* true */
+	bool log_disconnections; /* true */
+	bool log_pooler_errors;  /* true */
+	int verbose;             /* 0 */
+	usec_t stats_period;     /* 60 s */
 
 	/* [databases] and [users], in file order */
 	struct db_entry **dbs;
@@ -132,8 +140,9 @@ struct config {
 };
 
 /* Flags of a setting in the table. */
-#define CF_RELOAD 0x01   /* takes effect on RELOAD / SET */
-#define CF_RESTART 0x02  /* needs a restart; a changed value on reload is kept old and warned */
+#define CF_RELOAD  0x01 /* takes effect on RELOAD / SET */
+#define CF_RESTART 0x02 /* needs a restart; a changed value on reload is kept old and warned */
+#define CF_SECRET  0x04 /* value never shown (SHOW CONFIG, messages) */
 
 /*
  * Reads path (and its %include files) into a new config. On failure returns NULL and
@@ -141,7 +150,7 @@ struct config {
  * (may be NULL) with the same "file:line: unknown setting ..." text and do not fail.
  */
 struct config *config_load(const char *path, char *err, size_t errlen,
-			   void (*warn_cb)(const char *msg)) WARN_UNUSED;
+                           void (*warn_cb)(const char *msg)) WARN_UNUSED;
 /* Defaults only (used by tests and as a base). */
 struct config *config_new_defaults(void);
 void config_free(struct config *cfg);
@@ -168,7 +177,14 @@ bool config_setting_get(const struct config *cfg, size_t idx, struct config_sett
  * Returns false with a reason in err (unknown key, bad value, needs restart).
  */
 bool config_set(struct config *cfg, const char *key, const char *value, char *err,
-		size_t errlen) WARN_UNUSED;
+                size_t errlen) WARN_UNUSED;
+
+/*
+ * For reload: every CF_RESTART setting whose value differs between newcfg and oldcfg
+ * gets the old value back in newcfg, and warn_cb (may be NULL) hears about each one.
+ */
+void config_carry_restart_settings(struct config *newcfg, const struct config *oldcfg,
+                                   void (*warn_cb)(const char *msg));
 
 const char *pool_mode_name(enum pool_mode m);
 const char *auth_type_name(enum auth_type t);

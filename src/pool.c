@@ -525,8 +525,8 @@ int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *
 	const struct database *db = pool->db;
 	const struct config *cfg = pool->core->cfg;
 	memset(addr, 0, sizeof(*addr));
-	if (!net_resolve_server(db->host, db->port, db->proto->unix_socket_prefix, addr, err,
-				errlen))
+	if (!net_resolve_server(db->host, db->port, db->proto->unix_socket_prefix,
+				cfg->unix_socket_dir, addr, err, errlen))
 		return -1;
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
