@@ -221,7 +221,7 @@ void loop_defer_free(struct loop *l, void (*fn)(void *), void *obj)
 	l->defer[l->n_defer++] = (struct deferred){fn, obj};
 }
 
-static void run_deferred(struct loop *l)
+void loop_run_deferred(struct loop *l)
 {
 	/* a free may defer more frees; index, don't iterate a snapshot */
 	for (size_t i = 0; i < l->n_defer; i++)
@@ -272,7 +272,7 @@ void loop_run_once(struct loop *l, usec_t max_wait)
 	int n;
 	if (l->before_sleep)
 		l->before_sleep(l, l->before_sleep_arg);
-	run_deferred(l);
+	loop_run_deferred(l);
 	n = epoll_wait(l->epfd, l->events, (int)ARRAY_SIZE(l->events), wait_ms(l, max_wait));
 	loop_update_time(l);
 	if (n < 0 && errno != EINTR)
@@ -280,7 +280,7 @@ void loop_run_once(struct loop *l, usec_t max_wait)
 	for (int i = 0; i < n; i++)
 		dispatch(l, &l->events[i]);
 	run_timers(l);
-	run_deferred(l);
+	loop_run_deferred(l);
 }
 
 void loop_run(struct loop *l)

@@ -54,6 +54,8 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 
 void loop_set_before_sleep(struct loop *l, loop_hook_cb cb, void *arg);
 void loop_defer_free(struct loop *l, void (*fn)(void *), void *obj);
+/* Runs the deferred frees now (at exit, outside any callback). */
+void loop_run_deferred(struct loop *l);
 
 /* Cached monotonic time of the current iteration. */
 usec_t loop_now(const struct loop *l);

@@ -345,6 +345,26 @@ static void core_init(struct core *core, const char *path)
 	core->shutdown_check = shutdown_check;
 }
 
+static void core_teardown(struct core *core)
+{
+	conn_flush_all();
+	listen_close_all(core);
+	core->run_state = RUN_EXIT;
+	pool_free_all(core);
+	loop_run_deferred(core->loop);
+	if (core->cfg->pidfile && core->cfg->pidfile[0])
+		unlink(core->cfg->pidfile);
+	log_info("sluice exiting");
+	loop_unwatch(core->loop, signal_fd);
+	close(signal_fd);
+	loop_free(core->loop);
+	auth_file_free(core->auth);
+	config_free(core->cfg);
+	free(core->config_path);
+	iobuf_release_free_list();
+	log_close();
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts = {0};
@@ -385,10 +405,6 @@ int main(int argc, char **argv)
 	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick,
 			 &core);
 	loop_run(core.loop);
-	conn_flush_all();
-	listen_close_all(&core);
-	if (core.cfg->pidfile && core.cfg->pidfile[0])
-		unlink(core.cfg->pidfile);
-	log_info("sluice exiting");
+	core_teardown(&core);
 	return core.exit_code;
 }

@@ -449,8 +449,9 @@ static bool have_whole(struct conn *c, uint32_t n)
 static bool login_startup_packet(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
-	if (iobuf_unparsed(c->rbuf) < 8)
+	if (iobuf_unparsed(c->rbuf) < 4)
 		return false;
+	/* judged on its length alone, so a bad one is refused without waiting for more */
 	uint32_t len = pg_get_u32(iobuf_parse_ptr(c->rbuf));
 	if (len < 8 || len > PG_STARTUP_MAX) {
 		login_fail(c, "08P01", "invalid startup packet length");

@@ -691,3 +691,51 @@ struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uin
 	}
 	return NULL;
 }
+
+/* --- exit --- */
+
+static void close_list(struct list *head, bool servers)
+{
+	while (!list_empty(head)) {
+		struct conn *c = list_entry(head->next, struct conn, node);
+		if (servers)
+			server_close(c, "shutting down");
+		else
+			client_close(c, "shutting down");
+	}
+}
+
+void pool_free_all(struct core *core)
+{
+	struct list *it;
+	close_list(&core->login_clients, false);
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		close_list(&pool->waiting, false);
+		close_list(&pool->active, false);
+		close_list(&pool->idle, false);
+		for (int st = 0; st < SV_JUSTFREE; st++)
+			close_list(&pool->servers[st], true);
+	}
+	while ((it = list_pop_head(&core->pools)) != NULL) {
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->pstate_free)
+			pool->pstate_free(pool->pstate);
+		free(pool->login_error_code);
+		free(pool->login_error_msg);
+		free(pool);
+	}
+	while ((it = list_pop_head(&core->databases)) != NULL) {
+		struct database *db = list_entry(it, struct database, node);
+		database_clear(db);
+		free(db->name);
+		free(db);
+	}
+	while ((it = list_pop_head(&core->users)) != NULL) {
+		struct user *u = list_entry(it, struct user, node);
+		free(u->name);
+		explicit_bzero(u, sizeof(*u));
+		free(u);
+	}
+}

@@ -99,6 +99,9 @@ void client_close(struct conn *client, const char *reason);
 void client_fail(struct conn *client, const char *sqlstate, const char *msg);
 void server_close(struct conn *server, const char *reason);
 
+/* At exit: closes every connection and frees pools, databases and users. */
+void pool_free_all(struct core *core);
+
 /* Periodic work. */
 void pool_janitor(struct core *core);
 /* Find the client that owns a cancel key (NULL if none). */
