@@ -112,6 +112,19 @@ static bool setup_logging(const struct config *cfg, const struct options *o)
 	return true;
 }
 
+/* Transaction and statement pooling are not built yet: say so instead of pretending. */
+static void warn_unsupported_modes(const struct config *cfg)
+{
+	bool other = cfg->pool_mode != POOL_SESSION;
+	for (size_t i = 0; i < cfg->n_dbs; i++)
+		other |= cfg->dbs[i]->pool_mode > POOL_SESSION;
+	for (size_t i = 0; i < cfg->n_users; i++)
+		other |= cfg->users[i]->pool_mode > POOL_SESSION;
+	if (other)
+		log_warning("pool_mode transaction/statement is not supported yet: every pool "
+			    "runs in session mode");
+}
+
 static struct auth_file *load_auth(const struct config *cfg, bool *ok)
 {
 	char err[512];
@@ -152,6 +165,7 @@ static void reload(struct core *core)
 	if (!setup_logging(cfg, g_opts))
 		log_error("keeping the previous log targets");
 	pool_apply_config(core);
+	warn_unsupported_modes(cfg);
 	log_info("reload done");
 }
 
@@ -401,6 +415,7 @@ int main(int argc, char **argv)
 		drop_privileges(opts.user);
 	log_info("sluice %s started", SLUICE_VERSION);
 	log_limits(core.cfg);
+	warn_unsupported_modes(core.cfg);
 	loop_set_before_sleep(core.loop, before_sleep, &core);
 	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick,
 			 &core);

@@ -202,6 +202,14 @@ struct pool *pool_get(struct core *core, struct database *db, struct user *user)
 
 enum pool_mode pool_effective_mode(const struct pool *pool)
 {
+	/* only session pooling exists so far (main warns when another mode is set) */
+	return POOL_SESSION;
+}
+
+/* The configured mode, for when transaction pooling lands. */
+enum pool_mode pool_configured_mode(const struct pool *pool);
+enum pool_mode pool_configured_mode(const struct pool *pool)
+{
 	if (pool->user->pool_mode != POOL_MODE_UNSET)
 		return pool->user->pool_mode;
 	if (pool->db->pool_mode != POOL_MODE_UNSET)
