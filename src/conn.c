@@ -24,10 +24,10 @@
 static const struct conn_hooks *hooks;
 static struct list flush_list = LIST_INIT(flush_list);
 
-static const char *const client_state_names[] = {"login", "wait_login", "idle", "waiting",
-						 "active", "justfree"};
-static const char *const server_state_names[] = {"new",  "login", "idle", "active",
-						 "used", "tested", "justfree"};
+static const char *const client_state_names[] = {"login",   "wait_login", "idle",
+                                                 "waiting", "active",     "justfree"};
+static const char *const server_state_names[] = {"new",  "login",  "idle",    "active",
+                                                 "used", "tested", "justfree"};
 
 const char *client_state_name(enum client_state s)
 {
@@ -284,10 +284,9 @@ int conn_addr_port(const struct sockaddr_storage *ss)
 const char *conn_prefix(const struct conn *c, char *buf, size_t len)
 {
 	char addr[128];
-	snprintf(buf, len, "%c-%llu: %s/%s@%s", c->is_server ? 'S' : 'C',
-		 (unsigned long long)c->id, c->db_name ? c->db_name : "(nodb)",
-		 c->user_name ? c->user_name : "(nouser)",
-		 conn_addr_str(&c->addr, addr, sizeof(addr)));
+	snprintf(buf, len, "%c-%llu: %s/%s@%s", c->is_server ? 'S' : 'C', (unsigned long long)c->id,
+	         c->db_name ? c->db_name : "(nodb)", c->user_name ? c->user_name : "(nouser)",
+	         conn_addr_str(&c->addr, addr, sizeof(addr)));
 	return buf;
 }
 

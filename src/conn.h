@@ -21,12 +21,12 @@ struct core;
 struct proto_ops;
 
 enum client_state {
-	CL_LOGIN = 0,   /* startup and authentication */
-	CL_WAIT_LOGIN,  /* authenticated, waiting for a server to learn parameters */
-	CL_IDLE,        /* logged in, no server attached */
-	CL_WAITING,     /* in the pool's queue for a server */
-	CL_ACTIVE,      /* a server is attached */
-	CL_JUSTFREE,    /* closed, freed at the end of the loop iteration */
+	CL_LOGIN = 0,  /* startup and authentication */
+	CL_WAIT_LOGIN, /* authenticated, waiting for a server to learn parameters */
+	CL_IDLE,       /* logged in, no server attached */
+	CL_WAITING,    /* in the pool's queue for a server */
+	CL_ACTIVE,     /* a server is attached */
+	CL_JUSTFREE,   /* closed, freed at the end of the loop iteration */
 	CL_STATE_COUNT
 };
 
@@ -44,34 +44,34 @@ enum server_state {
 const char *client_state_name(enum client_state s);
 const char *server_state_name(enum server_state s);
 
-#define CONN_F_READ_PAUSED 0x01  /* not reading: the peer's output is backed up */
-#define CONN_F_CLOSE_NEEDED 0x02 /* close instead of reuse when released */
-#define CONN_F_EOF 0x04          /* peer closed its side */
+#define CONN_F_READ_PAUSED   0x01 /* not reading: the peer's output is backed up */
+#define CONN_F_CLOSE_NEEDED  0x02 /* close instead of reuse when released */
+#define CONN_F_EOF           0x04 /* peer closed its side */
 #define CONN_F_SHUTDOWN_WAIT 0x08
 
 struct conn {
-	struct list node;      /* in the list of its state (pool or core) */
-	struct list flush_node;/* in the list of connections with generated output */
+	struct list node;       /* in the list of its state (pool or core) */
+	struct list flush_node; /* in the list of connections with generated output */
 	struct core *core;
 	const struct proto_ops *proto;
-	void *pstate;          /* protocol module's private state */
+	void *pstate; /* protocol module's private state */
 	struct pool *pool;
-	struct conn *link;     /* attached peer */
+	struct conn *link; /* attached peer */
 	bool is_server;
 	int state;
 	int fd;
 	unsigned flags;
 	uint64_t id;
-	struct iobuf *rbuf;    /* bytes read from this socket */
-	struct iobuf *wbuf;    /* bytes sluice itself generated for this socket */
+	struct iobuf *rbuf; /* bytes read from this socket */
+	struct iobuf *wbuf; /* bytes sluice itself generated for this socket */
 	struct loop_timer timer;
-	struct sockaddr_storage addr;       /* peer */
+	struct sockaddr_storage addr; /* peer */
 	struct sockaddr_storage local_addr;
-	usec_t connect_time;   /* wall clock, for SHOW */
-	usec_t request_time;   /* monotonic, last state change that matters */
-	usec_t wait_start;     /* monotonic, when it entered the wait queue */
-	char *db_name;         /* client: requested database; server: its pool's */
-	char *user_name;       /* client: login user */
+	usec_t connect_time;             /* wall clock, for SHOW */
+	usec_t request_time;             /* monotonic, last state change that matters */
+	usec_t wait_start;               /* monotonic, when it entered the wait queue */
+	char *db_name;                   /* client: requested database; server: its pool's */
+	char *user_name;                 /* client: login user */
 	uint32_t cancel_pid, cancel_key; /* client: handed out; server: from BackendKeyData */
 };
 

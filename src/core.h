@@ -16,8 +16,8 @@ struct auth_file;
 
 enum run_state {
 	RUN_NORMAL = 0,
-	RUN_WAIT_CLIENTS,  /* SIGTERM: not accepting, exit when the last client leaves */
-	RUN_WAIT_SERVERS,  /* SIGINT: not accepting, exit when no query is running */
+	RUN_WAIT_CLIENTS, /* SIGTERM: not accepting, exit when the last client leaves */
+	RUN_WAIT_SERVERS, /* SIGINT: not accepting, exit when no query is running */
 	RUN_EXIT,
 };
 
@@ -32,7 +32,7 @@ struct core {
 	struct list login_clients;
 	struct list listeners;
 	struct loop_timer janitor;
-	int n_clients;   /* every client connection, logging in or not */
+	int n_clients; /* every client connection, logging in or not */
 	uint64_t next_id;
 	enum run_state run_state;
 	int exit_code;

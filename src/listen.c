@@ -73,12 +73,12 @@ static void take_client(struct listener *ls, int fd, const struct sockaddr_stora
 		return;
 	}
 	if (cfg->client_login_timeout)
-		loop_timer_start(core->loop, &c->timer, cfg->client_login_timeout, 0,
-				 login_expired, c);
+		loop_timer_start(core->loop, &c->timer, cfg->client_login_timeout, 0, login_expired,
+		                 c);
 	if (cfg->log_connections) {
 		char a[128];
 		log_info("C-%llu: new connection from %s", (unsigned long long)c->id,
-			 conn_addr_str(addr, a, sizeof(a)));
+		         conn_addr_str(addr, a, sizeof(a)));
 	}
 	ls->proto->client_accepted(c);
 }
@@ -95,11 +95,11 @@ static void accept_ready(struct loop *l, int fd, int events, void *arg)
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				log_warning("accept() on %s: %s; pausing accepts for 1 s",
-					    ls->name, strerror(errno));
+				log_warning("accept() on %s: %s; pausing accepts for 1 s", ls->name,
+				            strerror(errno));
 				if (loop_set_mask(l, fd, 0))
 					loop_timer_start(l, &ls->retry, USEC_PER_SEC, 0,
-							 accept_resume, ls);
+					                 accept_resume, ls);
 			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 				log_warning("accept() on %s: %s", ls->name, strerror(errno));
 			}
@@ -111,8 +111,8 @@ static void accept_ready(struct loop *l, int fd, int events, void *arg)
 	}
 }
 
-static bool add_listener(struct core *core, const struct proto_ops *proto, int fd,
-			 const char *name, const char *unix_path)
+static bool add_listener(struct core *core, const struct proto_ops *proto, int fd, const char *name,
+                         const char *unix_path)
 {
 	struct listener *ls = xcalloc(1, sizeof(*ls));
 	ls->core = core;
@@ -130,7 +130,7 @@ static bool add_listener(struct core *core, const struct proto_ops *proto, int f
 }
 
 static int bind_listen(const struct sockaddr *sa, socklen_t len, const struct config *cfg,
-		       char *err, size_t errlen)
+                       char *err, size_t errlen)
 {
 	int one = 1;
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -196,7 +196,7 @@ static bool open_unix(struct core *core, const struct proto_ops *proto)
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	char err[128], name[160];
 	int n = snprintf(un.sun_path, sizeof(un.sun_path), "%s/%s%d", cfg->unix_socket_dir,
-			 proto->unix_socket_prefix, cfg->listen_port);
+	                 proto->unix_socket_prefix, cfg->listen_port);
 	if (n < 0 || (size_t)n >= sizeof(un.sun_path)) {
 		log_error("unix_socket_dir too long");
 		return false;
@@ -213,7 +213,7 @@ static bool open_unix(struct core *core, const struct proto_ops *proto)
 		struct group *g = getgrnam(cfg->unix_socket_group);
 		if (!g || chown(un.sun_path, (uid_t)-1, g->gr_gid) < 0)
 			log_warning("cannot set group %s on %s", cfg->unix_socket_group,
-				    un.sun_path);
+			            un.sun_path);
 	}
 	snprintf(name, sizeof(name), "unix:%s", un.sun_path);
 	return add_listener(core, proto, fd, name, un.sun_path);

@@ -58,7 +58,7 @@ bool log_setup(const struct log_target *t)
 	log_to_syslog = t->use_syslog;
 	if (log_to_syslog) {
 		strlcpy_s(syslog_ident_buf, t->syslog_ident ? t->syslog_ident : "sluice",
-			  sizeof(syslog_ident_buf));
+		          sizeof(syslog_ident_buf));
 		openlog(syslog_ident_buf, LOG_PID, facility_from_name(t->syslog_facility));
 	}
 	return true;
@@ -112,8 +112,8 @@ void log_vmsg(int level, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld UTC [%d] %s %s\n",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), level_names[level], msg);
+	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	                 tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), level_names[level], msg);
 	if (n < 0)
 		goto out;
 	if ((size_t)n >= sizeof(line))

@@ -24,7 +24,7 @@ enum log_level {
 extern int log_level_current;
 
 struct log_target {
-	const char *logfile;  /* NULL or "" for none */
+	const char *logfile; /* NULL or "" for none */
 	bool use_syslog;
 	const char *syslog_ident;
 	const char *syslog_facility;
@@ -41,9 +41,9 @@ void log_vmsg(int level, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
 _Noreturn void fatal(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
 #define log_enabled(lvl) ((lvl) <= log_level_current)
-#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_error(...)   log_msg(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_info(...)    log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...)                                                                             \
 	do {                                                                                       \
 		if (log_enabled(LOG_LVL_DEBUG))                                                    \

@@ -81,7 +81,8 @@ static struct fd_slot *slot_for(struct loop *l, int fd)
 
 static uint32_t epoll_bits(int mask)
 {
-	return ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) | ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
+	return ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) |
+	       ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
 }
 
 bool loop_watch(struct loop *l, int fd, int mask, loop_fd_cb cb, void *arg)
@@ -178,7 +179,7 @@ void loop_timer_stop(struct loop *l, struct loop_timer *t)
 }
 
 void loop_timer_start(struct loop *l, struct loop_timer *t, usec_t after, usec_t interval,
-		      loop_timer_cb cb, void *arg)
+                      loop_timer_cb cb, void *arg)
 {
 	loop_timer_stop(l, t);
 	t->when = l->now + after;

@@ -13,7 +13,7 @@
 
 #include "util.h"
 
-#define LOOP_READ 0x1
+#define LOOP_READ  0x1
 #define LOOP_WRITE 0x2
 #define LOOP_ERROR 0x4 /* reported only: EPOLLERR/EPOLLHUP */
 
@@ -45,7 +45,7 @@ int loop_get_mask(struct loop *l, int fd);
 void loop_unwatch(struct loop *l, int fd);
 
 void loop_timer_start(struct loop *l, struct loop_timer *t, usec_t after, usec_t interval,
-		      loop_timer_cb cb, void *arg);
+                      loop_timer_cb cb, void *arg);
 void loop_timer_stop(struct loop *l, struct loop_timer *t);
 static inline bool loop_timer_armed(const struct loop_timer *t)
 {

@@ -47,40 +47,57 @@ static bool sigterm_seen;
 
 static void usage(FILE *out)
 {
-	fprintf(out, "sluice %s: a connection pooler for PostgreSQL\n\n"
-		     "Usage: sluice [OPTION]... CONFIG_FILE\n"
-		     "  -d, --daemon        run in the background (needs logfile or syslog)\n"
-		     "  -q, --quiet         do not log to stderr\n"
-		     "  -v, --verbose       log more (repeat for even more)\n"
-		     "  -u, --user=USER     drop privileges to this OS user after start-up\n"
-		     "      --check         validate CONFIG_FILE and exit 0 (valid) or 1\n"
-		     "  -V, --version       print the version and exit\n"
-		     "  -h, --help          this help\n",
-		SLUICE_VERSION);
+	fprintf(out,
+	        "sluice %s: a connection pooler for PostgreSQL\n\n"
+	        "Usage: sluice [OPTION]... CONFIG_FILE\n"
+	        "  -d, --daemon        run in the background (needs logfile or syslog)\n"
+	        "  -q, --quiet         do not log to stderr\n"
+	        "  -v, --verbose       log more (repeat for even more)\n"
+	        "  -u, --user=USER     drop privileges to this OS user after start-up\n"
+	        "      --check         validate CONFIG_FILE and exit 0 (valid) or 1\n"
+	        "  -V, --version       print the version and exit\n"
+	        "  -h, --help          this help\n",
+	        SLUICE_VERSION);
 }
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
-	    {"daemon", no_argument, NULL, 'd'},	  {"quiet", no_argument, NULL, 'q'},
-	    {"verbose", no_argument, NULL, 'v'},  {"user", required_argument, NULL, 'u'},
-	    {"version", no_argument, NULL, 'V'},  {"help", no_argument, NULL, 'h'},
-	    {"check", no_argument, NULL, 'C'},	  {NULL, 0, NULL, 0},
+	    {"daemon", no_argument, NULL, 'd'},  {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'}, {"user", required_argument, NULL, 'u'},
+	    {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+	    {"check", no_argument, NULL, 'C'},   {NULL, 0, NULL, 0},
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "dqvu:VhR", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 'd': o->daemon = true; break;
-		case 'q': o->quiet = true; break;
-		case 'v': o->verbose++; break;
-		case 'u': o->user = optarg; break;
-		case 'C': o->check_only = true; break;
-		case 'V': printf("sluice %s\n", SLUICE_VERSION); exit(0);
-		case 'h': usage(stdout); exit(0);
+		case 'd':
+			o->daemon = true;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case 'u':
+			o->user = optarg;
+			break;
+		case 'C':
+			o->check_only = true;
+			break;
+		case 'V':
+			printf("sluice %s\n", SLUICE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
 		case 'R':
 			fprintf(stderr, "sluice: -R (online restart) is not supported\n");
 			exit(1);
-		default: usage(stderr); exit(1);
+		default:
+			usage(stderr);
+			exit(1);
 		}
 	}
 	if (optind != argc - 1) {
@@ -122,7 +139,7 @@ static void warn_unsupported_modes(const struct config *cfg)
 		other |= cfg->users[i]->pool_mode > POOL_SESSION;
 	if (other)
 		log_warning("pool_mode transaction/statement is not supported yet: every pool "
-			    "runs in session mode");
+		            "runs in session mode");
 }
 
 static struct auth_file *load_auth(const struct config *cfg, bool *ok)
@@ -227,12 +244,13 @@ static void on_signal(struct loop *l, int fd, int events, void *arg)
 				break;
 			}
 			sigterm_seen = true;
-			begin_shutdown(core, RUN_WAIT_CLIENTS,
-				       "SIGTERM: not accepting, exiting when the last client leaves");
+			begin_shutdown(
+			    core, RUN_WAIT_CLIENTS,
+			    "SIGTERM: not accepting, exiting when the last client leaves");
 			break;
 		case SIGINT:
 			begin_shutdown(core, RUN_WAIT_SERVERS,
-				       "SIGINT: exiting once running queries have finished");
+			               "SIGINT: exiting once running queries have finished");
 			break;
 		case SIGQUIT:
 			begin_shutdown(core, RUN_EXIT, "SIGQUIT: exiting now");
@@ -324,8 +342,8 @@ static void log_limits(const struct config *cfg)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		log_info("file descriptor limit: %llu (max_client_conn: %d, default_pool_size: %d)",
-			 (unsigned long long)rl.rlim_cur, cfg->max_client_conn,
-			 cfg->default_pool_size);
+		         (unsigned long long)rl.rlim_cur, cfg->max_client_conn,
+		         cfg->default_pool_size);
 	if (geteuid() == 0)
 		log_warning("running as root; use -u or a service user in production");
 }
@@ -417,8 +435,7 @@ int main(int argc, char **argv)
 	log_limits(core.cfg);
 	warn_unsupported_modes(core.cfg);
 	loop_set_before_sleep(core.loop, before_sleep, &core);
-	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick,
-			 &core);
+	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick, &core);
 	loop_run(core.loop);
 	core_teardown(&core);
 	return core.exit_code;

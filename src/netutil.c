@@ -18,7 +18,7 @@
 #include "config.h"
 
 static bool resolve_unix(const char *dir, int port, const char *prefix,
-			 struct sockaddr_storage *out, char *err, size_t errlen)
+                         struct sockaddr_storage *out, char *err, size_t errlen)
 {
 	struct sockaddr_un *un = (struct sockaddr_un *)out;
 	un->sun_family = AF_UNIX;
@@ -30,13 +30,15 @@ static bool resolve_unix(const char *dir, int port, const char *prefix,
 	return true;
 }
 
-bool net_resolve_server(const char *host, int port, const char *unix_prefix, const char *default_dir,
-			struct sockaddr_storage *out, char *err, size_t errlen)
+bool net_resolve_server(const char *host, int port, const char *unix_prefix,
+                        const char *default_dir, struct sockaddr_storage *out, char *err,
+                        size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	if (!host || !host[0])
-		return resolve_unix(default_dir && default_dir[0] ? default_dir : "/var/run/postgresql",
-				    port, unix_prefix, out, err, errlen);
+		return resolve_unix(default_dir && default_dir[0] ? default_dir
+		                                                  : "/var/run/postgresql",
+		                    port, unix_prefix, out, err, errlen);
 	if (host[0] == '/')
 		return resolve_unix(host, port, unix_prefix, out, err, errlen);
 	struct sockaddr_in *in4 = (struct sockaddr_in *)out;

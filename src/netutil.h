@@ -16,8 +16,9 @@ struct config;
  * in default_dir (PgBouncer uses its own unix_socket_dir); otherwise a numeric address or
  * a host name.
  */
-bool net_resolve_server(const char *host, int port, const char *unix_prefix, const char *default_dir,
-			struct sockaddr_storage *out, char *err, size_t errlen);
+bool net_resolve_server(const char *host, int port, const char *unix_prefix,
+                        const char *default_dir, struct sockaddr_storage *out, char *err,
+                        size_t errlen);
 /* TCP_NODELAY and the keepalive / user-timeout settings. */
 void net_tune_tcp(int fd, const struct config *cfg);
 bool net_set_nonblock(int fd);

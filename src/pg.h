@@ -34,46 +34,46 @@ bool pg_param_tracked(const char *name);
 const char *pg_param_canonical(const char *name);
 
 enum pgc_phase {
-	PGC_STARTUP,     /* waiting for the startup packet */
-	PGC_PASSWORD,    /* sent a cleartext/md5 request */
-	PGC_SASL_INIT,   /* sent AuthenticationSASL */
-	PGC_SASL_FINAL,  /* sent SASLContinue */
-	PGC_WELCOME,     /* authenticated, welcome waits for a server's parameters */
-	PGC_READY,       /* logged in */
+	PGC_STARTUP,    /* waiting for the startup packet */
+	PGC_PASSWORD,   /* sent a cleartext/md5 request */
+	PGC_SASL_INIT,  /* sent AuthenticationSASL */
+	PGC_SASL_FINAL, /* sent SASLContinue */
+	PGC_WELCOME,    /* authenticated, welcome waits for a server's parameters */
+	PGC_READY,      /* logged in */
 };
 
 struct pg_client {
 	enum pgc_phase phase;
 	bool negotiated_ssl;
 	uint8_t md5_salt[4];
-	char *secret;             /* copy of the auth_file secret, wiped on free */
+	char *secret; /* copy of the auth_file secret, wiped on free */
 	enum secret_kind secret_kind;
 	bool user_known;
 	struct scram_server scram;
-	struct pg_params wanted;  /* tracked parameters as the client wants them */
-	uint32_t pkt_remain;      /* bytes of a message still to forward */
-	bool applying;            /* a SET of its parameters runs on the server */
+	struct pg_params wanted; /* tracked parameters as the client wants them */
+	uint32_t pkt_remain;     /* bytes of a message still to forward */
+	bool applying;           /* a SET of its parameters runs on the server */
 	bool terminating;
 };
 
 enum pgs_phase {
-	PGS_LOGIN,    /* startup sent, authenticating */
+	PGS_LOGIN, /* startup sent, authenticating */
 	PGS_CONNECT_QUERY,
-	PGS_READY,    /* idle or relaying */
-	PGS_RESET,    /* server_reset_query running */
+	PGS_READY, /* idle or relaying */
+	PGS_RESET, /* server_reset_query running */
 };
 
 struct pg_server {
 	enum pgs_phase phase;
 	struct scram_client scram;
 	bool scram_started;
-	struct pg_params params;  /* as the server last reported them */
+	struct pg_params params; /* as the server last reported them */
 	uint32_t pkt_remain;
-	char txn_status;          /* status of the last ReadyForQuery */
-	int outstanding;          /* client Query/Sync not yet answered by ReadyForQuery */
-	int internal;             /* sluice's own queries whose replies are swallowed */
+	char txn_status; /* status of the last ReadyForQuery */
+	int outstanding; /* client Query/Sync not yet answered by ReadyForQuery */
+	int internal;    /* sluice's own queries whose replies are swallowed */
 	bool internal_failed;
-	char *internal_error;     /* first error message of an internal query */
+	char *internal_error; /* first error message of an internal query */
 	char internal_code[6];
 };
 
@@ -112,7 +112,7 @@ bool pg_server_reset(struct conn *s);
 void pg_server_internal_query(struct conn *s, const char *sql);
 /* Client parameters differing from the server's: a SET list to run, or false. */
 bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
-			 struct pg_out *sql);
+                         struct pg_out *sql);
 
 /* pg_cancel.c */
 void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key);

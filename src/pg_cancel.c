@@ -103,6 +103,6 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 		return;
 	}
 	loop_timer_start(core->loop, &cr->timer, core->cfg->server_connect_timeout, 0,
-			 cancel_timeout, cr);
+	                 cancel_timeout, cr);
 	conn_log(target, LOG_LVL_DEBUG, "forwarding cancel request");
 }

@@ -31,7 +31,7 @@ void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool
 }
 
 static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
-	PRINTF_LIKE(3, 4);
+    PRINTF_LIKE(3, 4);
 static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
@@ -50,7 +50,7 @@ static void auth_failed(struct conn *c, const char *reason)
 	char msg[256];
 	conn_log(c, LOG_LVL_WARNING, "login failed: %s", reason);
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"",
-		 c->user_name ? c->user_name : "");
+	         c->user_name ? c->user_name : "");
 	client_fail(c, "28P01", msg);
 }
 
@@ -143,7 +143,7 @@ struct startup_info {
 };
 
 static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
-				struct startup_info *si)
+                                struct startup_info *si)
 {
 	struct pg_client *pc = pgc(c);
 	struct pg_startup_param params[MAX_STARTUP_PARAMS];
@@ -164,11 +164,11 @@ static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
 		else if (strncmp(name, "_pq_.", 5) == 0 && si->n_unsupported < 16)
 			si->unsupported[si->n_unsupported++] = name;
 		else if (strcmp(name, "replication") == 0 && !str_ieq(value, "false") &&
-			 strcmp(value, "0") && !str_ieq(value, "off") && !str_ieq(value, "no")) {
+		         strcmp(value, "0") && !str_ieq(value, "off") && !str_ieq(value, "no")) {
 			login_fail(c, "08P01", "replication connections are not supported");
 			return false;
 		} else if (!in_list(c->core->cfg->ignore_startup_parameters, name) &&
-			   strcmp(name, "replication") != 0) {
+		           strcmp(name, "replication") != 0) {
 			login_fail(c, "08P01", "unsupported startup parameter: %s", name);
 			return false;
 		}
@@ -199,7 +199,7 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 	uint32_t major = code >> 16, minor = code & 0xffff;
 	if (major != 3) {
 		login_fail(c, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0",
-			   major, minor);
+		           major, minor);
 		return;
 	}
 	if (!take_startup_params(c, pkt + 8, len - 8, &si))
@@ -303,15 +303,14 @@ static bool check_plain_password(struct conn *c, const char *pw)
 	struct scram_secret have, got;
 	switch (pc->secret_kind) {
 	case SECRET_PLAIN:
-		return strlen(pw) == strlen(pc->secret) &&
-		       mem_equal_ct(pw, pc->secret, strlen(pw));
+		return strlen(pw) == strlen(pc->secret) && mem_equal_ct(pw, pc->secret, strlen(pw));
 	case SECRET_MD5:
 		return md5_password_hash(pw, c->user_name, hash) &&
 		       mem_equal_ct(hash, pc->secret, MD5_PASSWD_LEN + 1);
 	case SECRET_SCRAM:
 		return scram_parse_secret(pc->secret, &have) &&
 		       scram_secret_from_password(pw, have.salt, have.salt_len, have.iterations,
-						  &got) &&
+		                                  &got) &&
 		       mem_equal_ct(have.stored_key, got.stored_key, SCRAM_KEY_LEN);
 	}
 	return false;
@@ -334,7 +333,7 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 	else
 		ok = pc->secret_kind != SECRET_SCRAM &&
 		     md5_check_response(pc->secret, pc->secret_kind == SECRET_MD5, c->user_name,
-					pc->md5_salt, pw);
+		                        pc->md5_salt, pw);
 	if (!ok) {
 		auth_failed(c, pc->user_known ? "wrong password" : "user not in auth_file");
 		return;
@@ -354,7 +353,7 @@ static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 		return scram_parse_secret(pc->secret, sec);
 	if (pc->user_known && pc->secret_kind == SECRET_PLAIN)
 		return scram_secret_from_password(pc->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS,
-						  sec);
+		                                  sec);
 	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
 	 * at the end, so the client cannot tell which users exist */
 	char fake[33];
@@ -421,7 +420,7 @@ static void handle_sasl_final(struct conn *c, const uint8_t *body, uint32_t len)
 	if (!ok || !pc->user_known) {
 		free(reply);
 		auth_failed(c, pc->user_known ? "wrong password (SCRAM proof)"
-					      : "user not in auth_file or no SCRAM secret");
+		                              : "user not in auth_file or no SCRAM secret");
 		return;
 	}
 	send_auth_request(c, 12, reply, strlen(reply));
@@ -608,15 +607,16 @@ void pg_client_relay(struct conn *c)
 		return;
 	while (iobuf_unparsed(b)) {
 		if (pc->pkt_remain) {
-			uint32_t n = iobuf_unparsed(b) < pc->pkt_remain ? iobuf_unparsed(b)
-								       : pc->pkt_remain;
+			uint32_t n =
+			    iobuf_unparsed(b) < pc->pkt_remain ? iobuf_unparsed(b) : pc->pkt_remain;
 			iobuf_mark_send(b, n);
 			pc->pkt_remain -= n;
 			continue;
 		}
 		uint8_t type;
 		uint32_t len;
-		enum pg_hdr_result h = pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
+		enum pg_hdr_result h =
+		    pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
 		if (h == PG_HDR_SHORT)
 			break;
 		if (h == PG_HDR_BAD) {

@@ -11,7 +11,7 @@
 #include "pool.h"
 
 static const char *const tracked[] = {"client_encoding", "DateStyle", "TimeZone",
-				      "standard_conforming_strings", "application_name"};
+                                      "standard_conforming_strings", "application_name"};
 
 const char *pg_param_canonical(const char *name)
 {
@@ -66,7 +66,7 @@ void pg_params_free(struct pg_params *p)
 }
 
 bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
-			 struct pg_out *sql)
+                         struct pg_out *sql)
 {
 	bool any = false;
 	for (size_t i = 0; i < wanted->n; i++) {

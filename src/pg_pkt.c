@@ -8,8 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum pg_hdr_result pg_read_header(const uint8_t *buf, size_t avail, uint8_t *type,
-				  uint32_t *len)
+enum pg_hdr_result pg_read_header(const uint8_t *buf, size_t avail, uint8_t *type, uint32_t *len)
 {
 	if (avail < 5)
 		return PG_HDR_SHORT;
@@ -72,7 +71,7 @@ const uint8_t *pg_read_bytes(struct pg_reader *r, size_t n)
 }
 
 bool pg_parse_startup_params(const uint8_t *body, size_t len, struct pg_startup_param *out,
-			     size_t max, size_t *count)
+                             size_t max, size_t *count)
 {
 	struct pg_reader r = pg_reader_init(body, len);
 	*count = 0;
@@ -175,8 +174,7 @@ void pg_out_end(struct pg_out *o)
 	pg_put_u32(o->data + o->msg_start, (uint32_t)(o->len - o->msg_start));
 }
 
-void pg_out_error(struct pg_out *o, const char *severity, const char *sqlstate,
-		  const char *msg)
+void pg_out_error(struct pg_out *o, const char *severity, const char *sqlstate, const char *msg)
 {
 	pg_out_begin(o, 'E');
 	pg_out_u8(o, 'S');

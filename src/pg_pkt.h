@@ -13,13 +13,13 @@
 
 #include "util.h"
 
-#define PG_PROTO_V3 0x00030000u
-#define PG_SSL_REQUEST 80877103u
+#define PG_PROTO_V3       0x00030000u
+#define PG_SSL_REQUEST    80877103u
 #define PG_GSSENC_REQUEST 80877104u
 #define PG_CANCEL_REQUEST 80877102u
-#define PG_STARTUP_MAX 10000u   /* as PostgreSQL: a larger startup packet is invalid */
-#define PG_LOGIN_MSG_MAX 65536u /* auth messages during login */
-#define PG_MSG_MAX 0x3fffffffu  /* 1 GB, PostgreSQL's own bound on a message */
+#define PG_STARTUP_MAX    10000u      /* as PostgreSQL: a larger startup packet is invalid */
+#define PG_LOGIN_MSG_MAX  65536u      /* auth messages during login */
+#define PG_MSG_MAX        0x3fffffffu /* 1 GB, PostgreSQL's own bound on a message */
 
 static inline uint32_t pg_get_u32(const uint8_t *p)
 {
@@ -35,8 +35,7 @@ static inline void pg_put_u32(uint8_t *p, uint32_t v)
 
 /* A typed message header at the start of buf: type byte and length (incl. itself). */
 enum pg_hdr_result { PG_HDR_OK, PG_HDR_SHORT, PG_HDR_BAD };
-enum pg_hdr_result pg_read_header(const uint8_t *buf, size_t avail, uint8_t *type,
-				  uint32_t *len);
+enum pg_hdr_result pg_read_header(const uint8_t *buf, size_t avail, uint8_t *type, uint32_t *len);
 
 /* A read cursor over one message body. */
 struct pg_reader {
@@ -63,7 +62,7 @@ struct pg_startup_param {
 };
 /* Parses pairs into out (at most max); false when malformed or too many. */
 bool pg_parse_startup_params(const uint8_t *body, size_t len, struct pg_startup_param *out,
-			     size_t max, size_t *count);
+                             size_t max, size_t *count);
 
 /* Fields of an ErrorResponse/NoticeResponse: pointers into the body. */
 struct pg_error_fields {
@@ -86,11 +85,10 @@ void pg_out_u8(struct pg_out *o, uint8_t v);
 void pg_out_u32(struct pg_out *o, uint32_t v);
 void pg_out_bytes(struct pg_out *o, const void *p, size_t n);
 void pg_out_str(struct pg_out *o, const char *s); /* with its NUL */
-void pg_out_end(struct pg_out *o);                 /* fills in the length */
+void pg_out_end(struct pg_out *o);                /* fills in the length */
 
 /* Whole messages sluice sends. */
-void pg_out_error(struct pg_out *o, const char *severity, const char *sqlstate,
-		  const char *msg);
+void pg_out_error(struct pg_out *o, const char *severity, const char *sqlstate, const char *msg);
 void pg_out_auth(struct pg_out *o, uint32_t code, const void *extra, size_t extra_len);
 void pg_out_param_status(struct pg_out *o, const char *name, const char *value);
 void pg_out_ready(struct pg_out *o, char status);

@@ -117,7 +117,7 @@ static void auth_md5(struct conn *s, struct pg_reader *r, const struct server_cr
 	}
 	if (!stored || !md5_salted_response(stored, salt, resp)) {
 		login_failed(s, "no password available for server login of user \"%s\"",
-			     s->pool->user->name);
+		             s->pool->user->name);
 		return;
 	}
 	send_password(s, resp, strlen(resp), true);
@@ -186,8 +186,10 @@ static void handle_auth_request(struct conn *s, const uint8_t *body, uint32_t le
 		return;
 	case 3:
 		if (!cr.plain)
-			login_failed(s, "no cleartext password available for server login of "
-					"user \"%s\"", s->pool->user->name);
+			login_failed(s,
+			             "no cleartext password available for server login of "
+			             "user \"%s\"",
+			             s->pool->user->name);
 		else
 			send_password(s, cr.plain, strlen(cr.plain), true);
 		return;
@@ -266,7 +268,7 @@ static void handle_login_msg(struct conn *s, uint8_t type, const uint8_t *body, 
 	case 'E':
 		if (pg_parse_error(body, len, &ef))
 			pool_server_login_failed(s, ef.sqlstate ? ef.sqlstate : "08P01",
-						 ef.message);
+			                         ef.message);
 		else
 			login_failed(s, "malformed error from server during login");
 		break;
@@ -303,8 +305,8 @@ static void internal_done(struct conn *s)
 		ps->phase = PGS_READY;
 		if (ps->internal_failed) {
 			conn_log(s, LOG_LVL_WARNING, "%s failed: %s",
-				 reset ? "server_reset_query" : "connect_query",
-				 ps->internal_error ? ps->internal_error : "?");
+			         reset ? "server_reset_query" : "connect_query",
+			         ps->internal_error ? ps->internal_error : "?");
 			server_close(s, reset ? "reset failed" : "connect_query failed");
 			return;
 		}
@@ -318,7 +320,7 @@ static void internal_done(struct conn *s)
 	if (ps->internal_failed) {
 		/* the client's startup values were invalid: as PostgreSQL, refuse them */
 		client_fail(c, ps->internal_code[0] ? ps->internal_code : "22023",
-			    ps->internal_error ? ps->internal_error : "invalid parameter value");
+		            ps->internal_error ? ps->internal_error : "invalid parameter value");
 		return;
 	}
 	pg_client_relay(c);
@@ -338,7 +340,8 @@ static void internal_msg(struct conn *s, uint8_t type, const uint8_t *body, uint
 		if (pg_parse_error(body, len, &ef)) {
 			ps->internal_error = xstrdup(ef.message);
 			if (ef.sqlstate)
-				strlcpy_s(ps->internal_code, ef.sqlstate, sizeof(ps->internal_code));
+				strlcpy_s(ps->internal_code, ef.sqlstate,
+				          sizeof(ps->internal_code));
 		}
 	} else if (type == 'Z' && len >= 1) {
 		ps->txn_status = (char)body[0];
@@ -380,7 +383,7 @@ static void idle_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_t
 	} else if (type == 'E') {
 		bool ok = pg_parse_error(body, len, &ef);
 		conn_log(s, LOG_LVL_INFO, "server error while idle: %s",
-			 ok ? ef.message : "(malformed)");
+		         ok ? ef.message : "(malformed)");
 		server_close(s, "error while idle");
 	} else if (type != 'N' && type != 'A') {
 		server_close(s, "unexpected message while idle");
@@ -407,8 +410,8 @@ void pg_server_input(struct conn *s)
 		struct iobuf *b = s->rbuf;
 		bool forward = s->link && !ps->internal && ps->phase == PGS_READY;
 		if (ps->pkt_remain) {
-			uint32_t n = iobuf_unparsed(b) < ps->pkt_remain ? iobuf_unparsed(b)
-								       : ps->pkt_remain;
+			uint32_t n =
+			    iobuf_unparsed(b) < ps->pkt_remain ? iobuf_unparsed(b) : ps->pkt_remain;
 			if (forward)
 				iobuf_mark_send(b, n);
 			else
@@ -418,14 +421,16 @@ void pg_server_input(struct conn *s)
 		}
 		uint8_t type;
 		uint32_t len;
-		enum pg_hdr_result h = pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
+		enum pg_hdr_result h =
+		    pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
 		if (h == PG_HDR_SHORT)
 			break;
 		if (h == PG_HDR_BAD) {
 			server_close(s, "invalid message length from server");
 			return;
 		}
-		if (!message_needed_whole(ps, type, s->link != NULL) || len + 1 > SERVER_WHOLE_MSG_MAX) {
+		if (!message_needed_whole(ps, type, s->link != NULL) ||
+		    len + 1 > SERVER_WHOLE_MSG_MAX) {
 			ps->pkt_remain = len + 1;
 			continue;
 		}

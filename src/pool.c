@@ -29,7 +29,7 @@ static void link_pair(struct conn *client, struct conn *server);
 /* --- databases and users --- */
 
 static void database_fill(struct database *db, const struct db_entry *e, const char *name,
-			  const struct config *cfg)
+                          const struct config *cfg)
 {
 	db->host = e->host ? xstrndup(e->host, strcspn(e->host, ",")) : NULL;
 	db->port = e->port > 0 ? e->port : db->proto->default_port;
@@ -39,14 +39,14 @@ static void database_fill(struct database *db, const struct db_entry *e, const c
 	db->pool_size = e->pool_size;
 	db->min_pool_size = e->min_pool_size;
 	db->reserve_pool_size = e->reserve_pool_size;
-	db->max_db_connections = e->max_db_connections >= 0 ? e->max_db_connections
-							     : cfg->max_db_connections;
+	db->max_db_connections =
+	    e->max_db_connections >= 0 ? e->max_db_connections : cfg->max_db_connections;
 	db->pool_mode = e->pool_mode;
 	db->connect_query = e->connect_query ? xstrdup(e->connect_query) : NULL;
 	const char *params[4][2] = {{"client_encoding", e->client_encoding},
-				    {"DateStyle", e->datestyle},
-				    {"TimeZone", e->timezone},
-				    {"application_name", e->application_name}};
+	                            {"DateStyle", e->datestyle},
+	                            {"TimeZone", e->timezone},
+	                            {"application_name", e->application_name}};
 	for (int i = 0; i < 4; i++) {
 		db->startup_params[i][0] = xstrdup(params[i][0]);
 		db->startup_params[i][1] = params[i][1] ? xstrdup(params[i][1]) : NULL;
@@ -100,8 +100,8 @@ static void user_fill(struct user *u, const struct config *cfg)
 	const struct user_entry *e = config_find_user(cfg, u->name);
 	u->pool_mode = e ? e->pool_mode : POOL_MODE_UNSET;
 	u->pool_size = e ? e->pool_size : -1;
-	u->max_user_connections = e && e->max_user_connections >= 0 ? e->max_user_connections
-								    : cfg->max_user_connections;
+	u->max_user_connections =
+	    e && e->max_user_connections >= 0 ? e->max_user_connections : cfg->max_user_connections;
 }
 
 struct user *user_lookup(struct core *core, const char *name)
@@ -139,11 +139,11 @@ static void mark_db_servers_close(struct core *core, struct database *db)
 		if (pool->db != db)
 			continue;
 		for (int st = 0; st < SV_STATE_COUNT; st++)
-			list_for_each(s, &pool->servers[st])
-				list_entry(s, struct conn, node)->flags |= CONN_F_CLOSE_NEEDED;
+			list_for_each(s, &pool->servers[st]) list_entry(s, struct conn, node)
+			    ->flags |= CONN_F_CLOSE_NEEDED;
 		while (!list_empty(&pool->servers[SV_IDLE]))
 			server_close(list_entry(pool->servers[SV_IDLE].next, struct conn, node),
-				     "database changed by reload");
+			             "database changed by reload");
 	}
 }
 
@@ -172,8 +172,7 @@ void pool_apply_config(struct core *core)
 		fresh.n_clients = db->n_clients;
 		*db = fresh;
 	}
-	list_for_each(it, &core->users)
-		user_fill(list_entry(it, struct user, node), core->cfg);
+	list_for_each(it, &core->users) user_fill(list_entry(it, struct user, node), core->cfg);
 }
 
 /* --- pools --- */
@@ -233,7 +232,7 @@ void server_set_state(struct conn *s, enum server_state st)
 		pool->n_servers[s->state]--;
 	}
 	log_noise("S-%llu: %s -> %s", (unsigned long long)s->id, server_state_name(s->state),
-		  server_state_name(st));
+	          server_state_name(st));
 	s->state = st;
 	if (st == SV_JUSTFREE)
 		return;
@@ -288,8 +287,8 @@ static void query_wait_expired(struct loop *l, struct loop_timer *t, void *arg)
 	(void)l;
 	(void)t;
 	snprintf(msg, sizeof(msg),
-		 "query_wait_timeout: no server connection became free within %.1f s",
-		 (double)c->core->cfg->query_wait_timeout / USEC_PER_SEC);
+	         "query_wait_timeout: no server connection became free within %.1f s",
+	         (double)c->core->cfg->query_wait_timeout / USEC_PER_SEC);
 	client_fail(c, "08P01", msg);
 }
 
@@ -326,7 +325,7 @@ void pool_lease(struct conn *client)
 	/* FIFO: idle servers go to the longest waiters, this client included */
 	while (!list_empty(&pool->servers[SV_IDLE]) && !list_empty(&pool->waiting))
 		link_pair(list_entry(pool->waiting.next, struct conn, node),
-			  list_entry(pool->servers[SV_IDLE].next, struct conn, node));
+		          list_entry(pool->servers[SV_IDLE].next, struct conn, node));
 	if (client->link || client->state == CL_JUSTFREE)
 		return;
 	if (login_backoff_active(pool)) {
@@ -335,7 +334,7 @@ void pool_lease(struct conn *client)
 	}
 	if (core->cfg->query_wait_timeout)
 		loop_timer_start(core->loop, &client->timer, core->cfg->query_wait_timeout, 0,
-				 query_wait_expired, client);
+		                 query_wait_expired, client);
 	pool_launch_servers(pool);
 }
 
@@ -362,8 +361,8 @@ void pool_release(struct conn *client)
 		client_set_state(client, CL_IDLE);
 	if ((server->flags & CONN_F_CLOSE_NEEDED) || !server->proto->server_clean(server)) {
 		server_close(server, (server->flags & CONN_F_CLOSE_NEEDED)
-					 ? "close needed"
-					 : "released while not idle");
+		                         ? "close needed"
+		                         : "released while not idle");
 		return;
 	}
 	server_set_state(server, SV_USED);
@@ -448,8 +447,8 @@ static bool launch_one(struct pool *pool)
 	char err[256];
 	int fd = pool_connect_socket(pool, &addr, err, sizeof(err));
 	if (fd < 0) {
-		log_warning("%s/%s: cannot connect to server: %s", pool->db->name,
-			    pool->user->name, err);
+		log_warning("%s/%s: cannot connect to server: %s", pool->db->name, pool->user->name,
+		            err);
 		return false;
 	}
 	struct conn *s = conn_new(core, fd, true);
@@ -467,7 +466,7 @@ static bool launch_one(struct pool *pool)
 		return false;
 	}
 	loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
-			 server_connect_expired, s);
+	                 server_connect_expired, s);
 	conn_log(s, LOG_LVL_DEBUG, "connecting");
 	return true;
 }
@@ -478,15 +477,15 @@ static void pool_launch_servers(struct pool *pool)
 	if (core->run_state != RUN_NORMAL && core->run_state != RUN_WAIT_CLIENTS)
 		return;
 	while (pool->n_waiting > pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] +
-				     pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED] &&
+	                             pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED] &&
 	       server_limits_allow(pool) && !login_backoff_active(pool)) {
 		if (!launch_one(pool)) {
 			char msg[200];
 			snprintf(msg, sizeof(msg), "server connection failed for database %s",
-				 pool->db->name);
+			         pool->db->name);
 			while (!list_empty(&pool->waiting))
 				client_fail(list_entry(pool->waiting.next, struct conn, node),
-					    "08006", msg);
+				            "08006", msg);
 			return;
 		}
 	}
@@ -504,7 +503,7 @@ static void server_connected(struct conn *s)
 		char msg[256];
 		char addr[128];
 		snprintf(msg, sizeof(msg), "server connection failed: %s (%s)", strerror(err),
-			 conn_addr_str(&s->addr, addr, sizeof(addr)));
+		         conn_addr_str(&s->addr, addr, sizeof(addr)));
 		pool_server_login_failed(s, "08006", msg);
 		return;
 	}
@@ -518,14 +517,13 @@ static void server_connected(struct conn *s)
 	s->proto->server_connected(s);
 }
 
-int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err,
-			size_t errlen)
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err, size_t errlen)
 {
 	const struct database *db = pool->db;
 	const struct config *cfg = pool->core->cfg;
 	memset(addr, 0, sizeof(*addr));
 	if (!net_resolve_server(db->host, db->port, db->proto->unix_socket_prefix,
-				cfg->unix_socket_dir, addr, err, errlen))
+	                        cfg->unix_socket_dir, addr, err, errlen))
 		return -1;
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -535,8 +533,8 @@ int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *
 	if (addr->ss_family != AF_UNIX)
 		net_tune_tcp(fd, cfg);
 	socklen_t alen = addr->ss_family == AF_UNIX    ? sizeof(struct sockaddr_un)
-			 : addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						       : sizeof(struct sockaddr_in);
+	                 : addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                               : sizeof(struct sockaddr_in);
 	if (connect(fd, (struct sockaddr *)addr, alen) < 0 && errno != EINPROGRESS) {
 		snprintf(err, errlen, "connect: %s", strerror(errno));
 		close(fd);
@@ -584,7 +582,7 @@ void server_close(struct conn *s, const char *reason)
 	if (s->state == SV_JUSTFREE)
 		return;
 	conn_log(s, s->state == SV_IDLE || s->state == SV_TESTED ? LOG_LVL_DEBUG : LOG_LVL_INFO,
-		 "closing because: %s", reason);
+	         "closing because: %s", reason);
 	struct conn *client = s->link;
 	if (client) {
 		client->link = NULL;
@@ -643,7 +641,7 @@ static void pool_evict_idle(struct pool *pool)
 		if (cfg->server_lifetime && age > cfg->server_lifetime)
 			server_close(s, "server_lifetime");
 		else if (cfg->server_idle_timeout && idle > cfg->server_idle_timeout &&
-			 pool_total_servers(pool) > keep)
+		         pool_total_servers(pool) > keep)
 			server_close(s, "server_idle_timeout");
 	}
 }

@@ -21,9 +21,9 @@
 struct database {
 	struct list node;
 	char *name;
-	char *host;          /* NULL or "/dir": unix socket */
+	char *host; /* NULL or "/dir": unix socket */
 	int port;
-	char *dbname;        /* on the server */
+	char *dbname; /* on the server */
 	char *force_user;
 	char *password;
 	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
@@ -32,7 +32,7 @@ struct database {
 	char *startup_params[4][2]; /* client_encoding, datestyle, timezone, application_name */
 	const struct proto_ops *proto;
 	bool from_fallback;
-	bool stale;          /* gone from the config on reload */
+	bool stale; /* gone from the config on reload */
 	int n_servers;
 	int n_clients;
 };
@@ -55,14 +55,14 @@ struct pool {
 	struct list node;
 	struct core *core;
 	struct database *db;
-	struct user *user;        /* the server-side user */
+	struct user *user; /* the server-side user */
 	struct list servers[SV_STATE_COUNT];
 	int n_servers[SV_STATE_COUNT];
-	struct list waiting;      /* CL_WAITING and CL_WAIT_LOGIN, FIFO */
-	struct list active;       /* CL_ACTIVE */
-	struct list idle;         /* CL_IDLE */
+	struct list waiting; /* CL_WAITING and CL_WAIT_LOGIN, FIFO */
+	struct list active;  /* CL_ACTIVE */
+	struct list idle;    /* CL_IDLE */
 	int n_waiting, n_active, n_idle;
-	void *pstate;             /* protocol module's: e.g. the parameters servers report */
+	void *pstate; /* protocol module's: e.g. the parameters servers report */
 	void (*pstate_free)(void *);
 	/* last server login failure, given to clients while server_login_retry runs */
 	char *login_error_code;
@@ -109,6 +109,6 @@ struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uin
 
 /* Open a new socket to the pool's database host (used for servers and cancels). */
 int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr_out, char *err,
-			size_t errlen);
+                        size_t errlen);
 
 #endif

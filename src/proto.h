@@ -24,7 +24,7 @@ struct proto_ops {
 	void (*client_linked)(struct conn *client);
 	/* Tell the client about an error; fatal ones are followed by a close by the caller. */
 	void (*client_error)(struct conn *client, const char *sqlstate, const char *msg,
-			     bool fatal);
+	                     bool fatal);
 
 	/* The TCP/unix connect of a server finished: start the login. */
 	void (*server_connected)(struct conn *server);

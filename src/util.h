@@ -12,13 +12,13 @@
 #include <stdint.h>
 
 typedef uint64_t usec_t;
-#define USEC_PER_SEC 1000000ULL
+#define USEC_PER_SEC  1000000ULL
 #define USEC_PER_MSEC 1000ULL
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-#define WARN_UNUSED __attribute__((warn_unused_result))
-#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+#define WARN_UNUSED                     __attribute__((warn_unused_result))
+#define PRINTF_LIKE(f, a)               __attribute__((format(printf, f, a)))
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t n);
@@ -36,11 +36,15 @@ usec_t wall_usec(void);
 struct list {
 	struct list *next, *prev;
 };
-#define LIST_INIT(name) {&(name), &(name)}
+#define LIST_INIT(name)                                                                            \
+	{                                                                                          \
+		&(name), &(name)                                                                   \
+	}
 #define list_entry(ptr, type, member) container_of(ptr, type, member)
-#define list_for_each(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
+#define list_for_each(pos, head)      for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
 #define list_for_each_safe(pos, tmp, head)                                                         \
-	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); (pos) = (tmp), (tmp) = (pos)->next)
+	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                           \
+	     (pos) = (tmp), (tmp) = (pos)->next)
 
 static inline void list_init(struct list *l)
 {
