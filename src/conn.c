@@ -245,6 +245,12 @@ void conn_event(struct loop *l, int fd, int events, void *arg)
 		hooks->connected(c);
 		return;
 	}
+	/* epoll reports hang-ups whatever the mask: a side paused by back-pressure would
+	 * otherwise be woken for ever without reading */
+	if ((events & LOOP_ERROR) && (c->flags & CONN_F_READ_PAUSED)) {
+		hooks->failed(c, "connection reset by peer");
+		return;
+	}
 	if (events & LOOP_WRITE)
 		on_writable(c);
 	if (!conn_is_dead(c) && (events & LOOP_READ) && !(c->flags & CONN_F_READ_PAUSED))

@@ -69,7 +69,8 @@ void iobuf_reserve(struct iobuf **bp, uint32_t need);
 void iobuf_mark_send(struct iobuf *b, uint32_t n);
 /* Drops n unparsed bytes so they are never sent (a swallowed message). */
 void iobuf_swallow(struct iobuf *b, uint32_t n);
-/* Appends bytes to be sent as they are (generated output). */
+/* Appends bytes to be sent as they are. Only for output-only buffers (wbuf): it marks
+ * everything in the buffer as processed. */
 void iobuf_append(struct iobuf **bp, const void *data, size_t len);
 /* Checks the cursor invariant; for tests and debug builds. */
 bool iobuf_valid(const struct iobuf *b);

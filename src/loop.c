@@ -182,7 +182,9 @@ void loop_timer_start(struct loop *l, struct loop_timer *t, usec_t after, usec_t
                       loop_timer_cb cb, void *arg)
 {
 	loop_timer_stop(l, t);
-	t->when = l->now + after;
+	/* never due in the pass that arms it: a timer re-arming itself with 0 must not
+	 * keep the loop from ever reaching epoll_wait */
+	t->when = l->now + (after ? after : 1);
 	t->interval = interval;
 	t->cb = cb;
 	t->arg = arg;
@@ -249,6 +251,8 @@ static int wait_ms(struct loop *l, usec_t max_wait)
 		if (until < wait)
 			wait = until;
 	}
+	if (wait > 3600 * USEC_PER_SEC)
+		wait = 3600 * USEC_PER_SEC; /* keeps the millisecond count inside an int */
 	/* round up so a timer is never woken for early and spun on */
 	return (int)((wait + 999) / 1000);
 }

@@ -36,7 +36,8 @@ struct loop_timer {
 struct loop *loop_new(void) WARN_UNUSED;
 void loop_free(struct loop *l);
 
-/* Sets the interest mask (LOOP_READ|LOOP_WRITE, 0 keeps the fd registered but quiet). */
+/* Sets the interest mask (LOOP_READ|LOOP_WRITE). With 0 the fd stays registered and
+ * quiet except for hang-ups and errors, which epoll always reports (as LOOP_ERROR). */
 bool loop_watch(struct loop *l, int fd, int mask, loop_fd_cb cb, void *arg) WARN_UNUSED;
 /* Changes the mask of a watched fd; cheap when unchanged. */
 bool loop_set_mask(struct loop *l, int fd, int mask) WARN_UNUSED;
