@@ -93,6 +93,17 @@ static inline struct pg_server *pgs(const struct conn *c)
 }
 struct pg_pool *pg_pool_state(struct pool *pool);
 
+/* Moves the rest of a message that is being streamed: forwarded or swallowed. */
+static inline void pg_stream_rest(struct iobuf *b, uint32_t *remain, bool forward)
+{
+	uint32_t n = iobuf_unparsed(b) < *remain ? iobuf_unparsed(b) : *remain;
+	if (forward)
+		iobuf_mark_send(b, n);
+	else
+		iobuf_swallow(b, n);
+	*remain -= n;
+}
+
 /* Sends a built message buffer to a connection and resets it. */
 void pg_send_out(struct conn *c, struct pg_out *o);
 

@@ -569,36 +569,39 @@ void pg_client_linked(struct conn *c)
 	pg_client_relay(c);
 }
 
-/* Without a server: Terminate closes, anything else asks the pool for one. */
-static void relay_unlinked(struct conn *c)
+/* Reads the next message header; false when the caller must stop (incomplete, or the
+ * client was closed: a bad length, or Terminate, which is never forwarded). */
+static bool next_header(struct conn *c, uint8_t *type, uint32_t *len)
 {
-	uint8_t type;
-	uint32_t len;
-	enum pg_hdr_result h =
-	    pg_read_header(iobuf_parse_ptr(c->rbuf), iobuf_unparsed(c->rbuf), &type, &len);
-	if (h == PG_HDR_SHORT)
-		return;
-	if (h == PG_HDR_BAD) {
+	struct iobuf *b = c->rbuf;
+	switch (pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), type, len)) {
+	case PG_HDR_SHORT:
+		return false;
+	case PG_HDR_BAD:
 		login_fail(c, "08P01", "invalid message length");
-		return;
+		return false;
+	case PG_HDR_OK:
+		break;
 	}
-	if (type == 'X') {
+	if (*type == 'X') {
 		client_close(c, "client sent Terminate");
-		return;
+		return false;
 	}
-	if (c->state == CL_IDLE)
-		pool_lease(c);
+	return true;
 }
 
 void pg_client_relay(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct iobuf *b = c->rbuf;
+	uint8_t type;
+	uint32_t len;
 	if (!b || c->state == CL_JUSTFREE || pc->applying)
 		return;
 	if (!c->link) {
-		if (iobuf_unparsed(b))
-			relay_unlinked(c);
+		/* a server is asked for at the first message that needs one */
+		if (iobuf_unparsed(b) && next_header(c, &type, &len) && c->state == CL_IDLE)
+			pool_lease(c);
 		return;
 	}
 	struct pg_server *ps = pgs(c->link);
@@ -607,26 +610,11 @@ void pg_client_relay(struct conn *c)
 		return;
 	while (iobuf_unparsed(b)) {
 		if (pc->pkt_remain) {
-			uint32_t n =
-			    iobuf_unparsed(b) < pc->pkt_remain ? iobuf_unparsed(b) : pc->pkt_remain;
-			iobuf_mark_send(b, n);
-			pc->pkt_remain -= n;
+			pg_stream_rest(b, &pc->pkt_remain, true);
 			continue;
 		}
-		uint8_t type;
-		uint32_t len;
-		enum pg_hdr_result h =
-		    pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), &type, &len);
-		if (h == PG_HDR_SHORT)
+		if (!next_header(c, &type, &len))
 			break;
-		if (h == PG_HDR_BAD) {
-			login_fail(c, "08P01", "invalid message length");
-			return;
-		}
-		if (type == 'X') {
-			client_close(c, "client sent Terminate");
-			return;
-		}
 		if (type == 'Q' || type == 'S' || type == 'F') {
 			ps->outstanding++;
 			if (type != 'S')
@@ -634,5 +622,6 @@ void pg_client_relay(struct conn *c)
 		}
 		pc->pkt_remain = len + 1;
 	}
-	conn_forward(c);
+	if (c->state != CL_JUSTFREE)
+		conn_forward(c);
 }

@@ -410,13 +410,7 @@ void pg_server_input(struct conn *s)
 		struct iobuf *b = s->rbuf;
 		bool forward = s->link && !ps->internal && ps->phase == PGS_READY;
 		if (ps->pkt_remain) {
-			uint32_t n =
-			    iobuf_unparsed(b) < ps->pkt_remain ? iobuf_unparsed(b) : ps->pkt_remain;
-			if (forward)
-				iobuf_mark_send(b, n);
-			else
-				iobuf_swallow(b, n);
-			ps->pkt_remain -= n;
+			pg_stream_rest(b, &ps->pkt_remain, forward);
 			continue;
 		}
 		uint8_t type;
