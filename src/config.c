@@ -96,6 +96,8 @@ static const struct cf_setting settings[] = {
     M_STR(auth_file, "", CF_RELOAD),
     M_STR(admin_users, "", CF_RELOAD),
     M_STR(stats_users, "", CF_RELOAD),
+    M_INT(admin_max_client_conn, "16", CF_RELOAD, 1, INT_MAX),
+    M_INT(admin_pool_size, "1", CF_RELOAD, 0, INT_MAX),
     /* pooling */
     M_POOL(pool_mode, "session", CF_RELOAD),
     M_INT(default_pool_size, "20", CF_RELOAD, 1, INT_MAX),
@@ -140,6 +142,8 @@ static const struct cf_setting settings[] = {
     M_BOOL(log_pooler_errors, "1", CF_RELOAD),
     M_INT(verbose, "0", CF_RELOAD, 0, 10),
     M_TIME(stats_period, "60", CF_RELOAD, 1 * SEC),
+    M_BOOL(log_stats, "1", CF_RELOAD),
+    M_STR(metrics_listen, "", CF_RESTART),
 };
 
 /*
@@ -153,7 +157,7 @@ static const char *const main_ignored[] = {
 	"cancel_wait_timeout", "client_tls13_ciphers", "client_tls_ca_file",
 	"client_tls_cert_file", "client_tls_ciphers", "client_tls_dheparams",
 	"client_tls_ecdhcurve", "client_tls_key_file", "client_tls_protocols", "conffile",
-	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name", "log_stats",
+	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
 	"login_notify_message", "max_db_client_connections", "max_packet_size",
 	"max_prepared_statements", "max_user_client_connections", "peer_id", "pool_idle_timeout",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",

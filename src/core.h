@@ -35,6 +35,10 @@ struct core {
 	int n_clients; /* every client connection, logging in or not */
 	uint64_t next_id;
 	enum run_state run_state;
+	bool paused;     /* PAUSE: no server is handed out anywhere */
+	bool suspended;  /* SUSPEND: no socket is read */
+	usec_t started;  /* wall clock at start */
+	void *metrics;   /* the /metrics listener, owned by metrics.c */
 	int exit_code;
 	/* set by main: ends the loop once run_state's shutdown condition holds */
 	void (*shutdown_check)(struct core *core);

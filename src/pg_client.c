@@ -618,7 +618,7 @@ void pg_client_relay(struct conn *c)
 		if (type == 'Q' || type == 'S' || type == 'F') {
 			ps->outstanding++;
 			if (type != 'S')
-				c->pool->query_count++;
+				c->pool->stats.total.queries++;
 		}
 		pc->pkt_remain = len + 1;
 	}

@@ -369,7 +369,7 @@ static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_
 		if (ps->outstanding > 0)
 			ps->outstanding--;
 		if (ps->txn_status == 'I')
-			s->pool->xact_count++;
+			s->pool->stats.total.xacts++;
 		core_check_shutdown(s->core);
 	}
 }

@@ -346,7 +346,7 @@ static void link_pair(struct conn *client, struct conn *server)
 	server->link = client;
 	client_set_state(client, CL_ACTIVE);
 	server_set_state(server, SV_ACTIVE);
-	pool->wait_time_total += loop_now(client->core->loop) - client->wait_start;
+	pool->stats.total.wait_time += loop_now(client->core->loop) - client->wait_start;
 	client->proto->client_linked(client);
 }
 

@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "core.h"
 #include "scram.h"
+#include "stats.h"
 
 /* A database as sluice runs it: a [databases] entry (or a "*" instance), copied. */
 struct database {
@@ -68,8 +69,7 @@ struct pool {
 	char *login_error_code;
 	char *login_error_msg;
 	usec_t login_failed_at;
-	/* counters */
-	uint64_t xact_count, query_count, bytes_in, bytes_out, wait_time_total;
+	struct stats stats;
 };
 
 struct database *database_lookup(struct core *core, const char *name);
