@@ -44,10 +44,11 @@ enum server_state {
 const char *client_state_name(enum client_state s);
 const char *server_state_name(enum server_state s);
 
-#define CONN_F_READ_PAUSED   0x01 /* not reading: the peer's output is backed up */
-#define CONN_F_CLOSE_NEEDED  0x02 /* close instead of reuse when released */
-#define CONN_F_EOF           0x04 /* peer closed its side */
-#define CONN_F_SHUTDOWN_WAIT 0x08
+#define CONN_F_READ_PAUSED  0x01 /* not reading: the peer's output is backed up */
+#define CONN_F_CLOSE_NEEDED 0x02 /* close instead of reuse when released */
+#define CONN_F_EOF          0x04 /* peer closed its side */
+#define CONN_F_ADMIN        0x08 /* a console connection */
+#define CONN_F_ADMIN_USER   0x10 /* a client whose user is in admin_users */
 
 struct conn {
 	struct list node;       /* in the list of its state (pool or core) */

@@ -35,13 +35,21 @@ struct core {
 	int n_clients; /* every client connection, logging in or not */
 	uint64_t next_id;
 	enum run_state run_state;
-	bool paused;     /* PAUSE: no server is handed out anywhere */
-	bool suspended;  /* SUSPEND: no socket is read */
-	usec_t started;  /* wall clock at start */
-	void *metrics;   /* the /metrics listener, owned by metrics.c */
+	bool paused;         /* PAUSE: no server is handed out anywhere */
+	bool suspended;      /* SUSPEND: no socket is read */
+	usec_t started;      /* wall clock at start */
+	usec_t stats_rolled; /* monotonic: when the last stats_period ended */
+	void *metrics;       /* the /metrics listener, owned by metrics.c */
 	int exit_code;
 	/* set by main: ends the loop once run_state's shutdown condition holds */
 	void (*shutdown_check)(struct core *core);
+	/* set by main: reload as SIGHUP does; false with the reason when rejected */
+	bool (*reload)(struct core *core, char *err, size_t errlen);
+	/* console connections, and console commands waiting for a condition */
+	struct list admin_clients;
+	int n_admin_clients;
+	struct list admin_waits;
+	void (*admin_poke)(struct core *core); /* set when a command waits */
 };
 
 /* Lower layers call this after anything that may let a shutdown finish. */

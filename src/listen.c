@@ -234,6 +234,19 @@ bool listen_open_all(struct core *core, const struct proto_ops *proto)
 	return ok;
 }
 
+void listen_pause_all(struct core *core, bool pause)
+{
+	struct list *it;
+	list_for_each(it, &core->listeners)
+	{
+		struct listener *ls = list_entry(it, struct listener, node);
+		loop_timer_stop(core->loop, &ls->retry);
+		if (!loop_set_mask(core->loop, ls->fd, pause ? 0 : LOOP_READ))
+			log_error("cannot %s listening on %s", pause ? "pause" : "resume",
+			          ls->name);
+	}
+}
+
 void listen_close_all(struct core *core)
 {
 	struct list *it;

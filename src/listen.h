@@ -15,6 +15,8 @@ struct proto_ops;
 
 /* Opens every listener of the config; false (with a log line) if any fails. */
 bool listen_open_all(struct core *core, const struct proto_ops *proto) WARN_UNUSED;
+/* SUSPEND: stop or resume accepting while keeping the sockets. */
+void listen_pause_all(struct core *core, bool pause);
 /* Stops accepting: listening sockets are closed and the unix socket file removed. */
 void listen_close_all(struct core *core);
 

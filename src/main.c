@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "auth_file.h"
 #include "config.h"
 #include "conn.h"
@@ -28,6 +29,7 @@
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "pool.h"
 #include "proto.h"
 
@@ -158,21 +160,21 @@ static struct auth_file *load_auth(const struct config *cfg, bool *ok)
 
 static const struct options *g_opts;
 
-static void reload(struct core *core)
+static bool reload_config(struct core *core, char *err, size_t errlen)
 {
-	char err[1024];
 	bool ok;
 	log_info("reloading %s", core->config_path);
-	struct config *cfg = config_load(core->config_path, err, sizeof(err), warn_config);
+	struct config *cfg = config_load(core->config_path, err, errlen, warn_config);
 	if (!cfg) {
 		log_error("reload failed, keeping the running config: %s", err);
-		return;
+		return false;
 	}
 	struct auth_file *af = load_auth(cfg, &ok);
 	if (!ok) {
+		snprintf(err, errlen, "auth_file %s cannot be read", cfg->auth_file);
 		log_error("reload failed, keeping the running config");
 		config_free(cfg);
-		return;
+		return false;
 	}
 	config_carry_restart_settings(cfg, core->cfg, warn_config);
 	config_free(core->cfg);
@@ -184,6 +186,13 @@ static void reload(struct core *core)
 	pool_apply_config(core);
 	warn_unsupported_modes(cfg);
 	log_info("reload done");
+	return true;
+}
+
+static void reload(struct core *core)
+{
+	char err[1024];
+	(void)reload_config(core, err, sizeof(err));
 }
 
 static bool server_busy(struct core *core)
@@ -208,7 +217,7 @@ static void shutdown_check(struct core *core)
 {
 	bool done = false;
 	if (core->run_state == RUN_WAIT_CLIENTS)
-		done = core->n_clients == 0;
+		done = core->n_clients - core->n_admin_clients == 0; /* consoles don't hold it up */
 	else if (core->run_state == RUN_WAIT_SERVERS)
 		done = !server_busy(core);
 	else if (core->run_state == RUN_EXIT)
@@ -277,9 +286,13 @@ static bool setup_signals(struct core *core)
 static void janitor_tick(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct core *core = arg;
-	(void)l;
 	(void)t;
 	pool_janitor(core);
+	admin_check_waiting(core);
+	if (loop_now(l) - core->stats_rolled >= core->cfg->stats_period) {
+		core->stats_rolled = loop_now(l);
+		admin_stats_period(core);
+	}
 	core_check_shutdown(core);
 }
 
@@ -373,8 +386,12 @@ static void core_init(struct core *core, const char *path)
 	list_init(&core->pools);
 	list_init(&core->login_clients);
 	list_init(&core->listeners);
+	list_init(&core->admin_clients);
+	list_init(&core->admin_waits);
 	core->config_path = xstrdup(path);
 	core->shutdown_check = shutdown_check;
+	core->reload = reload_config;
+	core->started = wall_usec();
 }
 
 static void core_teardown(struct core *core)
@@ -382,6 +399,7 @@ static void core_teardown(struct core *core)
 	conn_flush_all();
 	listen_close_all(core);
 	core->run_state = RUN_EXIT;
+	metrics_close(core);
 	pool_free_all(core);
 	loop_run_deferred(core->loop);
 	if (core->cfg->pidfile && core->cfg->pidfile[0])
@@ -427,6 +445,8 @@ int main(int argc, char **argv)
 	if (!setup_signals(&core))
 		fatal("cannot set up signal handling: %s", strerror(errno));
 	if (!listen_open_all(&core, &pg_proto))
+		return 1;
+	if (!metrics_open(&core))
 		return 1;
 	write_pidfile(core.cfg->pidfile);
 	if (opts.user)

@@ -54,6 +54,12 @@ struct pg_client {
 	uint32_t pkt_remain;     /* bytes of a message still to forward */
 	bool applying;           /* a SET of its parameters runs on the server */
 	bool terminating;
+	/* admin console */
+	bool console;
+	bool console_busy; /* a command is running: later ones wait */
+	bool console_skip; /* skipping extended-protocol messages up to Sync */
+	int console_role;  /* enum admin_role */
+	uint64_t console_rows;
 };
 
 enum pgs_phase {
@@ -75,6 +81,8 @@ struct pg_server {
 	bool internal_failed;
 	char *internal_error; /* first error message of an internal query */
 	char internal_code[6];
+	bool in_xact; /* a transaction is running (for xact_time) */
+	usec_t query_start, xact_start;
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */
@@ -124,6 +132,11 @@ void pg_server_internal_query(struct conn *s, const char *sql);
 /* Client parameters differing from the server's: a SET list to run, or false. */
 bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
                          struct pg_out *sql);
+
+/* pg_admin.c */
+bool pg_console_peer_ok(const struct conn *c);
+void pg_console_welcome(struct conn *c, bool peer);
+void pg_console_input(struct conn *c);
 
 /* pg_cancel.c */
 void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "config.h"
 #include "core.h"
 #include "log.h"
@@ -107,7 +108,7 @@ static void send_welcome(struct conn *c)
 		conn_log(c, LOG_LVL_INFO, "login ok");
 }
 
-static void auth_ok(struct conn *c, struct database *db)
+static void auth_ok(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct core *core = c->core;
@@ -117,9 +118,19 @@ static void auth_ok(struct conn *c, struct database *db)
 	pg_out_auth(&o, 0, NULL, 0);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
+	if (pc->console) {
+		pg_console_welcome(c, false);
+		return;
+	}
+	struct database *db = database_lookup(core, c->db_name);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return;
+	}
 	struct user *su = user_lookup(core, db->force_user ? db->force_user : c->user_name);
 	struct pool *pool = pool_get(core, db, su);
 	c->pool = pool;
+	pool->stats.total.client_logins++;
 	if (pg_pool_state(pool)->have_welcome) {
 		send_welcome(c);
 		pool_client_enter(pool, c, false);
@@ -190,7 +201,8 @@ static void negotiate_version(struct conn *c, const struct startup_info *si)
 	pg_out_free(&o);
 }
 
-static void start_auth(struct conn *c, struct database *db);
+static void start_auth(struct conn *c);
+static void start_console_login(struct conn *c);
 
 static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uint32_t code)
 {
@@ -212,7 +224,12 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		negotiate_version(c, &si);
 	c->user_name = xstrdup(si.user);
 	c->db_name = xstrdup(si.database && si.database[0] ? si.database : si.user);
-	if (core->n_clients > core->cfg->max_client_conn) {
+	if (admin_is_console_db(c->db_name)) {
+		start_console_login(c);
+		return;
+	}
+	/* console connections count apart: a client storm cannot lock operators out */
+	if (core->n_clients - core->n_admin_clients > core->cfg->max_client_conn) {
 		login_fail(c, "53300", "no more connections allowed (max_client_conn)");
 		return;
 	}
@@ -225,15 +242,16 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		login_fail(c, "3D000", "no such database: %s", c->db_name);
 		return;
 	}
-	start_auth(c, db);
+	if (db->disabled) {
+		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
+		return;
+	}
+	if (admin_role_of(core, c->user_name) == ADMIN_ROLE_ADMIN)
+		c->flags |= CONN_F_ADMIN_USER;
+	start_auth(c);
 }
 
 /* --- authentication --- */
-
-static struct database *client_db(struct conn *c)
-{
-	return database_lookup(c->core, c->db_name);
-}
 
 static void send_auth_request(struct conn *c, uint32_t code, const void *extra, size_t n)
 {
@@ -251,7 +269,7 @@ static void start_scram(struct conn *c)
 	pgc(c)->phase = PGC_SASL_INIT;
 }
 
-static void start_auth(struct conn *c, struct database *db)
+static void start_auth(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct core *core = c->core;
@@ -263,13 +281,13 @@ static void start_auth(struct conn *c, struct database *db)
 	}
 	switch (core->cfg->auth_type) {
 	case AUTH_ANY:
-		auth_ok(c, db);
+		auth_ok(c);
 		return;
 	case AUTH_TRUST:
 		if (core->auth && !au)
 			auth_failed(c, "user not in auth_file");
 		else
-			auth_ok(c, db);
+			auth_ok(c);
 		return;
 	case AUTH_HBA:
 		auth_failed(c, "auth_type hba is not supported");
@@ -294,6 +312,21 @@ static void start_auth(struct conn *c, struct database *db)
 		start_scram(c);
 		return;
 	}
+}
+
+static void start_console_login(struct conn *c)
+{
+	struct core *core = c->core;
+	pgc(c)->console = true;
+	if (core->n_admin_clients >= core->cfg->admin_max_client_conn) {
+		login_fail(c, "53300", "no more connections allowed (admin_max_client_conn)");
+		return;
+	}
+	if (pg_console_peer_ok(c)) {
+		pg_console_welcome(c, true);
+		return;
+	}
+	start_auth(c);
 }
 
 static bool check_plain_password(struct conn *c, const char *pw)
@@ -338,12 +371,7 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 		auth_failed(c, pc->user_known ? "wrong password" : "user not in auth_file");
 		return;
 	}
-	struct database *db = client_db(c);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
-		return;
-	}
-	auth_ok(c, db);
+	auth_ok(c);
 }
 
 static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
@@ -397,11 +425,12 @@ static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
 	pc->phase = PGC_SASL_FINAL;
 }
 
-static void keep_scram_keys(struct conn *c, struct database *db)
+static void keep_scram_keys(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct scram_secret sec;
-	if (pc->secret_kind != SECRET_SCRAM || !pc->scram.have_client_key || db->force_user)
+	struct database *db = pc->console ? NULL : database_lookup(c->core, c->db_name);
+	if (pc->secret_kind != SECRET_SCRAM || !pc->scram.have_client_key || !db || db->force_user)
 		return;
 	if (!scram_parse_secret(pc->secret, &sec))
 		return;
@@ -425,13 +454,8 @@ static void handle_sasl_final(struct conn *c, const uint8_t *body, uint32_t len)
 	}
 	send_auth_request(c, 12, reply, strlen(reply));
 	free(reply);
-	struct database *db = client_db(c);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
-		return;
-	}
-	keep_scram_keys(c, db);
-	auth_ok(c, db);
+	keep_scram_keys(c);
+	auth_ok(c);
 }
 
 /* --- login packet framing --- */
@@ -541,7 +565,10 @@ void pg_client_input(struct conn *c)
 			return; /* what it sends waits for the welcome */
 		case PGC_READY:
 		default:
-			pg_client_relay(c);
+			if (pc->console)
+				pg_console_input(c);
+			else
+				pg_client_relay(c);
 			return;
 		}
 		if (!more)
@@ -590,6 +617,27 @@ static bool next_header(struct conn *c, uint8_t *type, uint32_t *len)
 	return true;
 }
 
+/* Bookkeeping per client message: replies owed, timing, statistics. */
+static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
+{
+	struct stats_counters *st = &c->pool->stats.total;
+	st->bytes_received += len + 1;
+	if (type == 'Q' || type == 'S' || type == 'F') {
+		usec_t now = loop_now(c->core->loop);
+		if (ps->outstanding++ == 0)
+			ps->query_start = now;
+		if (!ps->in_xact) {
+			ps->in_xact = true;
+			ps->xact_start = now;
+		}
+	} else if (type == 'P') {
+		st->client_parses++;
+		st->server_parses++;
+	} else if (type == 'B') {
+		st->binds++;
+	}
+}
+
 void pg_client_relay(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
@@ -615,11 +663,7 @@ void pg_client_relay(struct conn *c)
 		}
 		if (!next_header(c, &type, &len))
 			break;
-		if (type == 'Q' || type == 'S' || type == 'F') {
-			ps->outstanding++;
-			if (type != 'S')
-				c->pool->stats.total.queries++;
-		}
+		count_client_message(c, ps, type, len);
 		pc->pkt_remain = len + 1;
 	}
 	if (c->state != CL_JUSTFREE)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "pg.h"
 #include "proto.h"
 
@@ -19,6 +20,8 @@ static void pg_conn_free(struct conn *c)
 		free(ps->internal_error);
 	} else {
 		struct pg_client *pc = pgc(c);
+		if (pc->console)
+			admin_forget(c->core, c);
 		if (pc->secret) {
 			explicit_bzero(pc->secret, strlen(pc->secret));
 			free(pc->secret);
@@ -28,6 +31,15 @@ static void pg_conn_free(struct conn *c)
 	}
 	free(c->pstate);
 	c->pstate = NULL;
+}
+
+static const char *pg_conn_param(const struct conn *c, const char *name)
+{
+	if (!c->pstate)
+		return NULL;
+	if (c->is_server)
+		return pg_params_get(&pgs(c)->params, name);
+	return pg_params_get(&pgc(c)->wanted, name);
 }
 
 const struct proto_ops pg_proto = {
@@ -42,5 +54,6 @@ const struct proto_ops pg_proto = {
     .server_input = pg_server_input,
     .server_clean = pg_server_clean,
     .server_reset = pg_server_reset,
+    .conn_param = pg_conn_param,
     .conn_free = pg_conn_free,
 };

@@ -240,6 +240,7 @@ static void login_complete(struct conn *s)
 		pp->have_welcome = true;
 	}
 	conn_log(s, LOG_LVL_DEBUG, "login ok");
+	s->pool->stats.total.server_logins++;
 	const char *cq = s->pool->db->connect_query;
 	if (cq && cq[0]) {
 		ps->phase = PGS_CONNECT_QUERY;
@@ -359,6 +360,26 @@ static bool message_needed_whole(const struct pg_server *ps, uint8_t type, bool 
 	return type == 'Z' || type == 'S';
 }
 
+/* A ReadyForQuery relayed: a query is over, and a transaction too on status I. */
+static void count_ready(struct conn *s, struct pg_server *ps)
+{
+	struct stats *st = &s->pool->stats;
+	usec_t now = loop_now(s->core->loop);
+	if (ps->outstanding > 0) {
+		ps->outstanding--;
+		st->total.queries++;
+		st->total.query_time += now - ps->query_start;
+		stats_record(st, STATS_QUERY, now - ps->query_start);
+		ps->query_start = now; /* a pipelined one runs from here */
+	}
+	if (ps->txn_status == 'I' && ps->in_xact) {
+		ps->in_xact = false;
+		st->total.xacts++;
+		st->total.xact_time += now - ps->xact_start;
+		stats_record(st, STATS_XACT, now - ps->xact_start);
+	}
+}
+
 static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_t len)
 {
 	struct pg_server *ps = pgs(s);
@@ -366,10 +387,7 @@ static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_
 		take_param_status(s, body, len);
 	} else if (type == 'Z' && len >= 1) {
 		ps->txn_status = (char)body[0];
-		if (ps->outstanding > 0)
-			ps->outstanding--;
-		if (ps->txn_status == 'I')
-			s->pool->stats.total.xacts++;
+		count_ready(s, ps);
 		core_check_shutdown(s->core);
 	}
 }
@@ -423,6 +441,8 @@ void pg_server_input(struct conn *s)
 			server_close(s, "invalid message length from server");
 			return;
 		}
+		if (forward)
+			s->pool->stats.total.bytes_sent += len + 1;
 		if (!message_needed_whole(ps, type, s->link != NULL) ||
 		    len + 1 > SERVER_WHOLE_MSG_MAX) {
 			ps->pkt_remain = len + 1;

@@ -25,6 +25,11 @@
 
 static void pool_launch_servers(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
+static void admin_poke(struct core *core)
+{
+	if (core->admin_poke)
+		core->admin_poke(core);
+}
 
 /* --- databases and users --- */
 
@@ -188,6 +193,7 @@ struct pool *pool_get(struct core *core, struct database *db, struct user *user)
 	}
 	struct pool *p = xcalloc(1, sizeof(*p));
 	p->core = core;
+	stats_init(&p->stats, loop_now(core->loop));
 	p->db = db;
 	p->user = user;
 	for (int i = 0; i < SV_STATE_COUNT; i++)
@@ -313,19 +319,38 @@ void pool_client_enter(struct pool *pool, struct conn *client, bool needs_server
 	}
 }
 
+bool pool_is_paused(const struct pool *pool)
+{
+	const struct core *core = pool->core;
+	return core->paused || core->suspended || pool->db->paused;
+}
+
+/* FIFO: idle servers go to the longest waiters. */
+static void serve_waiters(struct pool *pool)
+{
+	if (pool_is_paused(pool))
+		return;
+	while (!list_empty(&pool->servers[SV_IDLE]) && !list_empty(&pool->waiting))
+		link_pair(list_entry(pool->waiting.next, struct conn, node),
+		          list_entry(pool->servers[SV_IDLE].next, struct conn, node));
+}
+
 void pool_lease(struct conn *client)
 {
 	struct pool *pool = client->pool;
 	struct core *core = client->core;
 	if (client->link)
 		return;
-	if (client->state != CL_WAIT_LOGIN && client->state != CL_WAITING)
+	bool first = client->state != CL_WAIT_LOGIN && client->state != CL_WAITING;
+	if (first)
 		client_set_state(client, CL_WAITING);
+	/* a DBA goes ahead of the application's queue (admin_pool_size) */
+	if (first && (client->flags & CONN_F_ADMIN_USER)) {
+		list_del(&client->node);
+		list_add_head(&pool->waiting, &client->node);
+	}
 	client->wait_start = loop_now(core->loop);
-	/* FIFO: idle servers go to the longest waiters, this client included */
-	while (!list_empty(&pool->servers[SV_IDLE]) && !list_empty(&pool->waiting))
-		link_pair(list_entry(pool->waiting.next, struct conn, node),
-		          list_entry(pool->servers[SV_IDLE].next, struct conn, node));
+	serve_waiters(pool);
 	if (client->link || client->state == CL_JUSTFREE)
 		return;
 	if (login_backoff_active(pool)) {
@@ -346,7 +371,10 @@ static void link_pair(struct conn *client, struct conn *server)
 	server->link = client;
 	client_set_state(client, CL_ACTIVE);
 	server_set_state(server, SV_ACTIVE);
-	pool->stats.total.wait_time += loop_now(client->core->loop) - client->wait_start;
+	usec_t waited = loop_now(client->core->loop) - client->wait_start;
+	pool->stats.total.wait_time += waited;
+	pool->stats.total.server_assignments++;
+	stats_record(&pool->stats, STATS_WAIT, waited);
 	client->proto->client_linked(client);
 }
 
@@ -392,12 +420,13 @@ void pool_server_ready(struct conn *server)
 		core_check_shutdown(core);
 		return;
 	}
-	if (!list_empty(&pool->waiting)) {
+	if (!list_empty(&pool->waiting) && !pool_is_paused(pool)) {
 		link_pair(list_entry(pool->waiting.next, struct conn, node), server);
 		return;
 	}
 	server_set_state(server, SV_IDLE);
 	conn_trim_buffers(server);
+	admin_poke(core);
 }
 
 void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
@@ -423,11 +452,16 @@ static bool server_limits_allow(const struct pool *pool)
 {
 	const struct database *db = pool->db;
 	const struct user *u = pool->user;
-	if (pool_total_servers(pool) >= pool_effective_size(pool))
+	/* a DBA at the head of the queue may use admin_pool_size servers beyond the limits */
+	int extra = 0;
+	if (!list_empty(&pool->waiting) &&
+	    (list_entry(pool->waiting.next, struct conn, node)->flags & CONN_F_ADMIN_USER))
+		extra = pool->core->cfg->admin_pool_size;
+	if (pool_total_servers(pool) >= pool_effective_size(pool) + extra)
 		return false;
-	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections)
+	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections + extra)
 		return false;
-	if (u->max_user_connections > 0 && u->n_servers >= u->max_user_connections)
+	if (u->max_user_connections > 0 && u->n_servers >= u->max_user_connections + extra)
 		return false;
 	return true;
 }
@@ -566,6 +600,10 @@ void client_close(struct conn *c, const char *reason)
 	if (c->link)
 		pool_release(c);
 	loop_timer_stop(core->loop, &c->timer);
+	if (c->flags & CONN_F_ADMIN) {
+		list_del(&c->node);
+		core->n_admin_clients--;
+	}
 	client_set_state(c, CL_JUSTFREE);
 	if (c->pool)
 		c->pool->db->n_clients--;
@@ -597,6 +635,7 @@ void server_close(struct conn *s, const char *reason)
 	loop_defer_free(core->loop, conn_destroy, s);
 	if (!list_empty(&pool->waiting))
 		pool_launch_servers(pool);
+	admin_poke(core);
 	core_check_shutdown(core);
 }
 
@@ -689,6 +728,113 @@ struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uin
 	return NULL;
 }
 
+/* --- admin console operations --- */
+
+void pool_client_enter_admin(struct core *core, struct conn *client)
+{
+	list_del(&client->node);
+	client->flags |= CONN_F_ADMIN;
+	client->state = CL_ACTIVE;
+	list_add_tail(&core->admin_clients, &client->node);
+	core->n_admin_clients++;
+}
+
+void pool_wake_database(struct core *core, struct database *db)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->db != db || list_empty(&pool->waiting))
+			continue;
+		serve_waiters(pool);
+		pool_launch_servers(pool);
+	}
+}
+
+void pool_mark_close_needed(struct core *core, struct database *db)
+{
+	mark_db_servers_close(core, db);
+}
+
+void pool_kill_database(struct core *core, struct database *db)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (pool->db != db)
+			continue;
+		struct list *lists[] = {&pool->waiting, &pool->active, &pool->idle};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
+			while (!list_empty(lists[i]))
+				client_fail(list_entry(lists[i]->next, struct conn, node), "57P01",
+				            "database killed by admin (KILL)");
+		for (int st = 0; st < SV_JUSTFREE; st++)
+			while (!list_empty(&pool->servers[st]))
+				server_close(list_entry(pool->servers[st].next, struct conn, node),
+				             "killed by admin");
+	}
+}
+
+static void suspend_list(struct list *head, bool suspend)
+{
+	struct list *it;
+	list_for_each(it, head)
+	{
+		struct conn *c = list_entry(it, struct conn, node);
+		conn_pause_read(c, suspend);
+	}
+}
+
+void pool_suspend_all(struct core *core, bool suspend)
+{
+	struct list *it;
+	suspend_list(&core->login_clients, suspend);
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		suspend_list(&pool->waiting, suspend);
+		suspend_list(&pool->active, suspend);
+		suspend_list(&pool->idle, suspend);
+		for (int st = 0; st < SV_JUSTFREE; st++)
+			suspend_list(&pool->servers[st], suspend);
+		if (!suspend)
+			serve_waiters(pool);
+	}
+}
+
+static struct conn *find_id_in(struct list *head, uint64_t id)
+{
+	struct list *it;
+	list_for_each(it, head)
+	{
+		struct conn *c = list_entry(it, struct conn, node);
+		if (c->id == id)
+			return c;
+	}
+	return NULL;
+}
+
+struct conn *pool_find_client_by_id(struct core *core, uint64_t id)
+{
+	struct list *it;
+	struct conn *c = find_id_in(&core->login_clients, id);
+	if (!c)
+		c = find_id_in(&core->admin_clients, id);
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (!c)
+			c = find_id_in(&pool->waiting, id);
+		if (!c)
+			c = find_id_in(&pool->active, id);
+		if (!c)
+			c = find_id_in(&pool->idle, id);
+	}
+	return c;
+}
+
 /* --- exit --- */
 
 static void close_list(struct list *head, bool servers)
@@ -706,6 +852,7 @@ void pool_free_all(struct core *core)
 {
 	struct list *it;
 	close_list(&core->login_clients, false);
+	close_list(&core->admin_clients, false);
 	list_for_each(it, &core->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);

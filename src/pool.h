@@ -33,7 +33,9 @@ struct database {
 	char *startup_params[4][2]; /* client_encoding, datestyle, timezone, application_name */
 	const struct proto_ops *proto;
 	bool from_fallback;
-	bool stale; /* gone from the config on reload */
+	bool stale;    /* gone from the config on reload */
+	bool paused;   /* PAUSE or KILL db: no server is handed out */
+	bool disabled; /* DISABLE db: new clients are refused */
 	int n_servers;
 	int n_clients;
 };
@@ -98,6 +100,16 @@ void server_set_state(struct conn *server, enum server_state st);
 void client_close(struct conn *client, const char *reason);
 void client_fail(struct conn *client, const char *sqlstate, const char *msg);
 void server_close(struct conn *server, const char *reason);
+
+/* Admin console operations. */
+bool pool_is_paused(const struct pool *pool);
+void pool_wake_database(struct core *core, struct database *db);     /* after RESUME */
+void pool_mark_close_needed(struct core *core, struct database *db); /* RECONNECT */
+void pool_kill_database(struct core *core, struct database *db);     /* KILL */
+void pool_suspend_all(struct core *core, bool suspend);              /* SUSPEND/RESUME */
+struct conn *pool_find_client_by_id(struct core *core, uint64_t id);
+/* Console clients: counted apart, kept on core->admin_clients. */
+void pool_client_enter_admin(struct core *core, struct conn *client);
 
 /* At exit: closes every connection and frees pools, databases and users. */
 void pool_free_all(struct core *core);

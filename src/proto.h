@@ -37,6 +37,10 @@ struct proto_ops {
 	 * module calls pool_server_ready() once the reset is done. */
 	bool (*server_reset)(struct conn *server);
 
+	/* A session parameter of either side (application_name, client_encoding, ...) for
+	 * SHOW CLIENTS/SERVERS/FDS; NULL when unknown. */
+	const char *(*conn_param)(const struct conn *c, const char *name);
+
 	/* Free the private state of either side. */
 	void (*conn_free)(struct conn *c);
 };

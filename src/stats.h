@@ -19,13 +19,13 @@ struct stats_counters {
 	uint64_t server_assignments; /* a server handed to a client */
 	uint64_t xacts;
 	uint64_t queries;
-	uint64_t bytes_received;     /* from clients */
-	uint64_t bytes_sent;         /* to clients */
+	uint64_t bytes_received; /* from clients */
+	uint64_t bytes_sent;     /* to clients */
 	uint64_t xact_time;
 	uint64_t query_time;
 	uint64_t wait_time;
-	uint64_t client_parses;      /* Parse messages from clients */
-	uint64_t server_parses;      /* Parse messages sent to servers */
+	uint64_t client_parses; /* Parse messages from clients */
+	uint64_t server_parses; /* Parse messages sent to servers */
 	uint64_t binds;
 	uint64_t client_logins;
 	uint64_t server_logins;
@@ -50,9 +50,11 @@ struct stats_averages {
 };
 
 /* Log-linear histogram of microsecond values: HIST_SUB buckets per power of two,
- * values from 0 to 2^HIST_POWERS usec (larger ones land in the last bucket). */
-#define HIST_SUB 16
-#define HIST_POWERS 36
+ * values from 0 to 2^HIST_POWERS usec and beyond (up to 2^(HIST_POWERS + 3); larger
+ * ones land in the last bucket). Values below 2 * HIST_SUB have a bucket each; any
+ * bucket is at most 1/HIST_SUB as wide as its lower bound. */
+#define HIST_SUB     16
+#define HIST_POWERS  36
 #define HIST_BUCKETS (HIST_SUB * HIST_POWERS)
 
 struct hist {
@@ -65,8 +67,14 @@ void hist_reset(struct hist *h);
 void hist_record(struct hist *h, uint64_t usec);
 /* Adds src into dst (to combine pools into a database). */
 void hist_merge(struct hist *dst, const struct hist *src);
-/* The value at quantile q (0 < q <= 1), clamped to [min, max]; 0 when empty. */
+/* The value at quantile q (0 < q <= 1), clamped to [min, max]; 0 when empty. It is the
+ * midpoint of the first bucket whose cumulative count reaches ceil(q * count), except
+ * that the first rank gives min and the last gives max exactly. Monotonic in q. */
 uint64_t hist_quantile(const struct hist *h, double q);
+/* The bucket a value is counted in, and the values a bucket holds (hi of the last
+ * bucket is UINT64_MAX). For exporting buckets, e.g. to /metrics. */
+unsigned hist_bucket_of(uint64_t usec);
+void hist_bucket_range(unsigned b, uint64_t *lo, uint64_t *hi);
 
 enum stats_hist_kind { STATS_WAIT = 0, STATS_QUERY, STATS_XACT, STATS_HIST_KINDS };
 
@@ -90,7 +98,7 @@ void stats_record(struct stats *s, enum stats_hist_kind kind, uint64_t usec);
 void stats_roll_period(struct stats *s, usec_t now);
 /* Averages between two counter snapshots over elapsed usec (elapsed 0: all zero). */
 void stats_compute_averages(const struct stats_counters *from, const struct stats_counters *to,
-			    usec_t elapsed, struct stats_averages *out);
+                            usec_t elapsed, struct stats_averages *out);
 /* Adds src's counters into dst (to sum pools into a database or a grand total). */
 void stats_counters_add(struct stats_counters *dst, const struct stats_counters *src);
 void stats_averages_add(struct stats_averages *dst, const struct stats_averages *src);
