@@ -22,6 +22,8 @@ PACKAGES=(
 	# test: servers and clients
 	postgresql-15 postgresql-client-15 pgbouncer
 	python3 python3-pytest python3-psycopg python3-psycopg2
+	# promtool, to check the /metrics output (test_metrics.py)
+	prometheus
 	# tools used by the scripts (runuser/setpriv are in util-linux; ss in iproute2)
 	util-linux iproute2 procps tar
 )

@@ -444,10 +444,13 @@ int main(int argc, char **argv)
 		fatal("cannot create the event loop: %s", strerror(errno));
 	if (!setup_signals(&core))
 		fatal("cannot set up signal handling: %s", strerror(errno));
-	if (!listen_open_all(&core, &pg_proto))
+	if (!listen_open_all(&core, &pg_proto) || !metrics_open(&core)) {
+		/* the pidfile may be another instance's: not ours to remove */
+		free(core.cfg->pidfile);
+		core.cfg->pidfile = NULL;
+		core_teardown(&core);
 		return 1;
-	if (!metrics_open(&core))
-		return 1;
+	}
 	write_pidfile(core.cfg->pidfile);
 	if (opts.user)
 		drop_privileges(opts.user);
