@@ -441,14 +441,21 @@ static bool run_control(struct core *core, struct conn *c, enum admin_role role,
 {
 	const char *verb = cmd->words[0];
 	const char *a1 = arg(cmd, 1);
-	static const char *const verbs[] = {"PAUSE",     "RESUME", "DISABLE",     "ENABLE",
-	                                    "RECONNECT", "KILL",   "KILL_CLIENT", "SUSPEND",
-	                                    "SHUTDOWN",  "RELOAD", "WAIT_CLOSE",  "SET"};
-	bool known = false;
-	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
-		known |= str_ieq(verb, verbs[i]);
-	if (!known)
-		return false;
+	static const struct {
+		const char *verb;
+		size_t min_args, max_args;
+	} verbs[] = {
+	    {"PAUSE", 0, 1},     {"RESUME", 0, 1}, {"DISABLE", 1, 1},     {"ENABLE", 1, 1},
+	    {"RECONNECT", 0, 1}, {"KILL", 0, 1},   {"KILL_CLIENT", 1, 1}, {"SUSPEND", 0, 0},
+	    {"SHUTDOWN", 0, 1},  {"RELOAD", 0, 0}, {"WAIT_CLOSE", 0, 1},  {"SET", 1, MAX_WORDS},
+	};
+	size_t i;
+	for (i = 0; i < ARRAY_SIZE(verbs); i++)
+		if (str_ieq(verb, verbs[i].verb))
+			break;
+	if (i == ARRAY_SIZE(verbs) || cmd->n - 1 < verbs[i].min_args ||
+	    cmd->n - 1 > verbs[i].max_args)
+		return false; /* reported as an invalid command */
 	if (!need_admin(c, role, w))
 		return true;
 	if (str_ieq(verb, "PAUSE"))

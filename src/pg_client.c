@@ -582,8 +582,15 @@ void pg_client_linked(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct conn *s = c->link;
-	if (pc->phase == PGC_WELCOME)
+	if (pc->phase == PGC_WELCOME) {
 		send_welcome(c);
+		/* the server was only needed for its parameters: a client that has asked
+		 * for nothing yet does not hold it (PAUSE must not wait for it) */
+		if (!c->rbuf || !iobuf_unparsed(c->rbuf)) {
+			pool_release(c);
+			return;
+		}
+	}
 	struct pg_out sql;
 	pg_out_init(&sql);
 	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &sql)) {
