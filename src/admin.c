@@ -296,25 +296,37 @@ static void cmd_pause(struct core *core, struct conn *c, const struct admin_writ
                       const char *db)
 {
 	if (!db)
-		core->paused = true;
-	if (db && !for_dbs(core, db, act_pause)) {
+		admin_pause_all(core);
+	else if (!for_dbs(core, db, act_pause)) {
 		no_such_db(c, w, db);
 		return;
 	}
 	park(core, c, w, WAIT_PAUSE, db);
 }
 
-static void cmd_resume(struct core *core, struct conn *c, const struct admin_writer *w,
-                       const char *db)
+void admin_pause_all(struct core *core)
 {
-	if (!db && core->suspended) {
+	core->paused = true;
+	(void)for_dbs(core, NULL, act_pause);
+}
+
+void admin_resume_all(struct core *core)
+{
+	if (core->suspended) {
 		core->suspended = false;
 		pool_suspend_all(core, false);
 		listen_pause_all(core, false);
 	}
-	if (!db)
-		core->paused = false;
-	if (!for_dbs(core, db, act_resume)) {
+	core->paused = false;
+	(void)for_dbs(core, NULL, act_resume);
+}
+
+static void cmd_resume(struct core *core, struct conn *c, const struct admin_writer *w,
+                       const char *db)
+{
+	if (!db) {
+		admin_resume_all(core);
+	} else if (!for_dbs(core, db, act_resume)) {
 		no_such_db(c, w, db);
 		return;
 	}
@@ -368,13 +380,18 @@ static void cmd_shutdown(struct core *core, struct conn *c, const struct admin_w
 		fail(c, w, "42601", "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
 		return;
 	}
-	log_info("SHUTDOWN%s%s from the admin console", how ? " " : "", how ? how : "");
 	finish(c, w, "SHUTDOWN");
 	conn_flush_all();
+	admin_begin_shutdown(core, st, "SHUTDOWN from the admin console");
+}
+
+void admin_begin_shutdown(struct core *core, int st, const char *why)
+{
+	log_info("%s", why);
 	if (core->run_state == RUN_NORMAL)
 		listen_close_all(core);
 	if (core->run_state == RUN_NORMAL || st == RUN_EXIT)
-		core->run_state = st;
+		core->run_state = (enum run_state)st;
 	core_check_shutdown(core);
 }
 

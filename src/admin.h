@@ -46,6 +46,12 @@ void admin_execute(struct core *core, struct conn *c, enum admin_role role,
 void admin_forget(struct core *core, struct conn *c);
 /* Completes waiting commands whose condition holds (called on release and by the janitor). */
 void admin_check_waiting(struct core *core);
+/* The operations console commands and signals share (SIGTERM, SIGINT, SIGQUIT: the
+ * three SHUTDOWN forms; SIGUSR1: PAUSE; SIGUSR2: RESUME). */
+void admin_begin_shutdown(struct core *core, int run_state, const char *why);
+void admin_pause_all(struct core *core);
+void admin_resume_all(struct core *core);
+
 /* Statistics housekeeping every stats_period: roll the pools, write log_stats lines. */
 void admin_stats_period(struct core *core);
 

@@ -4,7 +4,8 @@
  * privileges, and runs the loop. Signals arrive through a signalfd and are handled
  * in loop context: SIGHUP reloads, SIGTERM stops accepting and exits when the last
  * client has left (a second SIGTERM exits at once), SIGINT exits once no server is
- * running a query, SIGQUIT exits at once.
+ * running a query, SIGQUIT exits at once, SIGUSR1 pauses and SIGUSR2 resumes; each
+ * runs the same code as its console command.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -226,16 +227,6 @@ static void shutdown_check(struct core *core)
 		loop_stop(core->loop);
 }
 
-static void begin_shutdown(struct core *core, enum run_state st, const char *why)
-{
-	log_info("%s", why);
-	if (core->run_state == RUN_NORMAL)
-		listen_close_all(core);
-	if (core->run_state == RUN_NORMAL || st == RUN_EXIT)
-		core->run_state = st;
-	core_check_shutdown(core);
-}
-
 static void on_signal(struct loop *l, int fd, int events, void *arg)
 {
 	struct core *core = arg;
@@ -249,20 +240,28 @@ static void on_signal(struct loop *l, int fd, int events, void *arg)
 			break;
 		case SIGTERM:
 			if (sigterm_seen) {
-				begin_shutdown(core, RUN_EXIT, "second SIGTERM: exiting now");
+				admin_begin_shutdown(core, RUN_EXIT, "second SIGTERM: exiting now");
 				break;
 			}
 			sigterm_seen = true;
-			begin_shutdown(
+			admin_begin_shutdown(
 			    core, RUN_WAIT_CLIENTS,
 			    "SIGTERM: not accepting, exiting when the last client leaves");
 			break;
 		case SIGINT:
-			begin_shutdown(core, RUN_WAIT_SERVERS,
-			               "SIGINT: exiting once running queries have finished");
+			admin_begin_shutdown(core, RUN_WAIT_SERVERS,
+			                     "SIGINT: exiting once running queries have finished");
 			break;
 		case SIGQUIT:
-			begin_shutdown(core, RUN_EXIT, "SIGQUIT: exiting now");
+			admin_begin_shutdown(core, RUN_EXIT, "SIGQUIT: exiting now");
+			break;
+		case SIGUSR1:
+			log_info("SIGUSR1: PAUSE");
+			admin_pause_all(core);
+			break;
+		case SIGUSR2:
+			log_info("SIGUSR2: RESUME");
+			admin_resume_all(core);
 			break;
 		}
 	}
@@ -276,6 +275,8 @@ static bool setup_signals(struct core *core)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		return false;
 	signal(SIGPIPE, SIG_IGN);
