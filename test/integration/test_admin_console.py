@@ -456,6 +456,22 @@ def test_admin_max_client_conn(make_pooler):
     helpers.wait_for(lambda: _console_ok(p), 10, 0.1, "a console slot to be freed")
 
 
+@au.sluice_only("1.18 has no admin_max_client_conn")
+def test_admin_max_client_conn_default_16(make_pooler):
+    p = au.make_admin_pooler(make_pooler, settings={"max_client_conn": 1})
+    consoles = []
+    try:
+        for i in range(16):
+            consoles.append(au.console(p, connect_timeout=5))
+        with pytest.raises(psycopg.OperationalError):
+            au.console(p, connect_timeout=5)
+        # the one ordinary slot is still free
+        assert au.can_connect(p)
+    finally:
+        for c in consoles:
+            c.close()
+
+
 def _console_ok(p):
     try:
         with au.console(p, connect_timeout=5) as c:

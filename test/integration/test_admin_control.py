@@ -87,13 +87,14 @@ def test_first_client_holds_no_server_before_query(make_pooler, pg):
 
 
 @pytest.mark.hard_timeout(60)
-def test_pause_waits_for_servers_in_use(make_pooler, pg):
+@pytest.mark.parametrize("cmd", ["PAUSE", "PAUSE testdb"])
+def test_pause_waits_for_servers_in_use(make_pooler, pg, cmd):
     p = two_db_pooler(make_pooler, pg)
     busy = au.client(p)
     busy.execute("select 1")  # session mode: holds its server until it leaves
     adm = au.console(p)
     try:
-        t, r = au.run_in_thread(lambda: au.command(adm, "PAUSE"))
+        t, r = au.run_in_thread(lambda: au.command(adm, cmd))
         assert au.still_pending(t, r, PENDING), "PAUSE returned while a server was in use: %r" % r
         # another console is not blocked by the pending PAUSE
         with au.console(p) as adm2:
@@ -102,11 +103,25 @@ def test_pause_waits_for_servers_in_use(make_pooler, pg):
         assert busy.execute("select 2").fetchone()[0] == 2
         busy.close()
         assert au.finished(t, r, DONE) and r["v"] == "PAUSE", r
-        assert au.command(adm, "RESUME") == "RESUME"
+        assert au.command(adm, cmd.replace("PAUSE", "RESUME")) == "RESUME"
         assert au.can_connect(p)
     finally:
         busy.close()
         adm.close()
+
+
+@pytest.mark.hard_timeout(60)
+def test_pause_db_ignores_other_databases_servers(make_pooler, pg):
+    p = two_db_pooler(make_pooler, pg)
+    busy_other = au.client(p, dbname="otherdb")
+    try:
+        busy_other.execute("select 1")  # holds an otherdb server
+        with au.console(p) as adm:
+            assert au.command(adm, "PAUSE testdb", timeout=5) == "PAUSE"
+            assert busy_other.execute("select 2").fetchone()[0] == 2
+            assert au.command(adm, "RESUME testdb") == "RESUME"
+    finally:
+        busy_other.close()
 
 
 @pytest.mark.hard_timeout(60)
@@ -138,6 +153,8 @@ def test_pause_one_database(make_pooler, pg):
 
 def test_disable_enable(make_pooler, pg):
     p = two_db_pooler(make_pooler, pg)
+    existing = au.client(p)
+    existing.execute("select 1")
     with au.console(p) as adm:
         assert au.command(adm, "DISABLE testdb") == "DISABLE"
         r = au.row_for(adm, "SHOW DATABASES", name="testdb")
@@ -146,8 +163,10 @@ def test_disable_enable(make_pooler, pg):
             au.client(p, connect_timeout=5)
         msg = helpers.error_text(ei.value)
         assert "disabled" in msg, msg
-        # other databases are not affected
+        # other databases are not affected, nor clients already in
         assert au.can_connect(p, dbname="otherdb")
+        assert existing.execute("select 2").fetchone()[0] == 2
+        existing.close()
         assert au.command(adm, "ENABLE testdb") == "ENABLE"
         assert au.as_int(au.row_for(adm, "SHOW DATABASES", name="testdb")["disabled"]) == 0
     assert au.can_connect(p)
@@ -215,6 +234,24 @@ def test_wait_close(make_pooler, pg, cmd):
     finally:
         busy.close()
         adm.close()
+
+
+@pytest.mark.hard_timeout(60)
+def test_wait_close_db_ignores_other_databases(make_pooler, pg):
+    p = two_db_pooler(make_pooler, pg)
+    busy_other = au.client(p, dbname="otherdb")
+    try:
+        pid_other = au.backend_pid(busy_other)
+        with au.client(p) as c:
+            pid_test = au.backend_pid(c)
+        with au.console(p) as adm:
+            assert au.command(adm, "RECONNECT") == "RECONNECT"
+            # testdb's server was idle: closed at once, so WAIT_CLOSE testdb does not wait
+            assert au.command(adm, "WAIT_CLOSE testdb", timeout=5) == "WAIT_CLOSE"
+            assert pid_test not in pg.backend_pids()
+            assert au.backend_pid(busy_other) == pid_other
+    finally:
+        busy_other.close()
 
 
 def test_wait_close_nothing_marked(make_pooler, pg):
