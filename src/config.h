@@ -75,10 +75,10 @@ struct config {
 	bool so_reuseport;       /* false */
 
 	/* authentication */
-	enum auth_type auth_type; /* md5 */
-	char *auth_file;          /* "" */
-	char *admin_users;        /* comma separated; "" */
-	char *stats_users;        /* "" */
+	enum auth_type auth_type;  /* md5 */
+	char *auth_file;           /* "" */
+	char *admin_users;         /* comma separated; "" */
+	char *stats_users;         /* "" */
 	int admin_max_client_conn; /* 16: console connections, apart from max_client_conn */
 	int admin_pool_size;       /* 1: servers per database kept for admin_users */
 
@@ -128,9 +128,9 @@ struct config {
 	bool log_disconnections; /* true */
 	bool log_pooler_errors;  /* true */
 	int verbose;             /* 0 */
-	usec_t stats_period;            /* 60 s */
-	bool log_stats;                 /* true: one summary line per stats_period */
-	char *metrics_listen;           /* "addr:port" for /metrics and /health; "" = off */
+	usec_t stats_period;     /* 60 s */
+	bool log_stats;          /* true: one summary line per stats_period */
+	char *metrics_listen;    /* "addr:port" for /metrics and /health; "" = off */
 
 	/* [databases] and [users], in file order */
 	struct db_entry **dbs;

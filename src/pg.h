@@ -112,6 +112,9 @@ static inline void pg_stream_rest(struct iobuf *b, uint32_t *remain, bool forwar
 	*remain -= n;
 }
 
+/* The end of a client's login: sluice's cancel key for it, then ReadyForQuery. */
+void pg_out_login_done(struct pg_out *o, const struct conn *c);
+
 /* Sends a built message buffer to a connection and resets it. */
 void pg_send_out(struct conn *c, struct pg_out *o);
 

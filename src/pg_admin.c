@@ -201,11 +201,7 @@ void pg_console_welcome(struct conn *c, bool peer)
 		pg_out_auth(&o, 0, NULL, 0);
 	for (size_t i = 0; i < ARRAY_SIZE(params); i++)
 		pg_out_param_status(&o, params[i][0], params[i][1]);
-	pg_out_begin(&o, 'K');
-	pg_out_u32(&o, c->cancel_pid);
-	pg_out_u32(&o, c->cancel_key);
-	pg_out_end(&o);
-	pg_out_ready(&o, 'I');
+	pg_out_login_done(&o, c);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
 	pc->phase = PGC_READY;

@@ -95,11 +95,7 @@ static void send_welcome(struct conn *c)
 	for (size_t i = 0; i < pc->wanted.n; i++)
 		if (!pg_params_get(&pp->welcome, pc->wanted.v[i].name))
 			pg_out_param_status(&o, pc->wanted.v[i].name, pc->wanted.v[i].value);
-	pg_out_begin(&o, 'K');
-	pg_out_u32(&o, c->cancel_pid);
-	pg_out_u32(&o, c->cancel_key);
-	pg_out_end(&o);
-	pg_out_ready(&o, 'I');
+	pg_out_login_done(&o, c);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
 	pc->phase = PGC_READY;

@@ -101,6 +101,15 @@ struct pg_pool *pg_pool_state(struct pool *pool)
 	return pool->pstate;
 }
 
+void pg_out_login_done(struct pg_out *o, const struct conn *c)
+{
+	pg_out_begin(o, 'K');
+	pg_out_u32(o, c->cancel_pid);
+	pg_out_u32(o, c->cancel_key);
+	pg_out_end(o);
+	pg_out_ready(o, 'I');
+}
+
 void pg_send_out(struct conn *c, struct pg_out *o)
 {
 	conn_send(c, o->data, o->len);

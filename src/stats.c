@@ -226,19 +226,3 @@ void stats_counters_add(struct stats_counters *dst, const struct stats_counters 
 	dst->client_logins += src->client_logins;
 	dst->server_logins += src->server_logins;
 }
-
-void stats_averages_add(struct stats_averages *dst, const struct stats_averages *src)
-{
-	dst->server_assignments += src->server_assignments;
-	dst->xacts += src->xacts;
-	dst->queries += src->queries;
-	dst->bytes_received += src->bytes_received;
-	dst->bytes_sent += src->bytes_sent;
-	dst->xact_time += src->xact_time;
-	dst->query_time += src->query_time;
-	dst->wait_time += src->wait_time;
-	dst->client_parses += src->client_parses;
-	dst->server_parses += src->server_parses;
-	dst->binds += src->binds;
-	dst->client_logins += src->client_logins;
-}

@@ -101,6 +101,5 @@ void stats_compute_averages(const struct stats_counters *from, const struct stat
                             usec_t elapsed, struct stats_averages *out);
 /* Adds src's counters into dst (to sum pools into a database or a grand total). */
 void stats_counters_add(struct stats_counters *dst, const struct stats_counters *src);
-void stats_averages_add(struct stats_averages *dst, const struct stats_averages *src);
 
 #endif

@@ -537,34 +537,6 @@ START_TEST(test_counters_add)
 }
 END_TEST
 
-START_TEST(test_averages_add)
-{
-	struct stats_counters from, to;
-	struct stats_averages a, b;
-
-	memset(&from, 0, sizeof(from));
-	to = from;
-	add_traffic(&to);
-	stats_compute_averages(&from, &to, 2 * USEC_PER_SEC, &b);
-	memset(&a, 0, sizeof(a));
-	stats_averages_add(&a, &b);
-	assert_traffic_averages(&a);
-	stats_averages_add(&a, &b);
-	ck_assert_uint_eq(a.server_assignments, 200);
-	ck_assert_uint_eq(a.xacts, 100);
-	ck_assert_uint_eq(a.queries, 400);
-	ck_assert_uint_eq(a.bytes_received, 2000000);
-	ck_assert_uint_eq(a.bytes_sent, 2);
-	ck_assert_uint_eq(a.xact_time, 3000);
-	ck_assert_uint_eq(a.query_time, 500);
-	ck_assert_uint_eq(a.wait_time, 60);
-	ck_assert_uint_eq(a.client_parses, 20);
-	ck_assert_uint_eq(a.server_parses, 10);
-	ck_assert_uint_eq(a.binds, 40);
-	ck_assert_uint_eq(a.client_logins, 6);
-}
-END_TEST
-
 /* ---- the period roll ---- */
 
 START_TEST(test_roll)
@@ -683,7 +655,6 @@ static Suite *stats_suite(void)
 	tcase_add_test(tc2, test_averages_zero_divisors);
 	tcase_add_test(tc2, test_averages_big);
 	tcase_add_test(tc2, test_counters_add);
-	tcase_add_test(tc2, test_averages_add);
 	suite_add_tcase(s, tc2);
 
 	TCase *tc3 = tcase_create("roll");
