@@ -196,8 +196,9 @@ static void on_writable(struct conn *c)
 		conn_forward(src);
 		if (conn_is_dead(c) || conn_is_dead(src))
 			return;
-		if (!iobuf_unsent(src->rbuf) && iobuf_unparsed(src->rbuf)) {
-			/* what waited behind the congestion can be processed now */
+		if (!iobuf_unsent(src->rbuf)) {
+			/* what waited behind the congestion can be processed now, and a
+			 * decision that waited for the peer to drain can be made */
 			if (src->is_server)
 				src->proto->server_input(src);
 			else

@@ -132,19 +132,6 @@ static bool setup_logging(const struct config *cfg, const struct options *o)
 	return true;
 }
 
-/* Transaction and statement pooling are not built yet: say so instead of pretending. */
-static void warn_unsupported_modes(const struct config *cfg)
-{
-	bool other = cfg->pool_mode != POOL_SESSION;
-	for (size_t i = 0; i < cfg->n_dbs; i++)
-		other |= cfg->dbs[i]->pool_mode > POOL_SESSION;
-	for (size_t i = 0; i < cfg->n_users; i++)
-		other |= cfg->users[i]->pool_mode > POOL_SESSION;
-	if (other)
-		log_warning("pool_mode transaction/statement is not supported yet: every pool "
-		            "runs in session mode");
-}
-
 static struct auth_file *load_auth(const struct config *cfg, bool *ok)
 {
 	char err[512];
@@ -185,7 +172,6 @@ static bool reload_config(struct core *core, char *err, size_t errlen)
 	if (!setup_logging(cfg, g_opts))
 		log_error("keeping the previous log targets");
 	pool_apply_config(core);
-	warn_unsupported_modes(cfg);
 	log_info("reload done");
 	return true;
 }
@@ -457,7 +443,6 @@ int main(int argc, char **argv)
 		drop_privileges(opts.user);
 	log_info("sluice %s started", SLUICE_VERSION);
 	log_limits(core.cfg);
-	warn_unsupported_modes(core.cfg);
 	loop_set_before_sleep(core.loop, before_sleep, &core);
 	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick, &core);
 	loop_run(core.loop);

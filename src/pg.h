@@ -81,7 +81,11 @@ struct pg_server {
 	bool internal_failed;
 	char *internal_error; /* first error message of an internal query */
 	char internal_code[6];
-	bool in_xact; /* a transaction is running (for xact_time) */
+	bool in_xact;             /* a transaction is running (for xact_time) */
+	bool unsynced;            /* extended-protocol messages sent since the last Sync */
+	bool release_pending;     /* transaction pooling: back to the pool once flushed */
+	bool statement_violation; /* statement pooling: the client opened a transaction */
+	bool session_changed;     /* a SET/RESET ran: reset before the next client */
 	usec_t query_start, xact_start;
 };
 

@@ -639,6 +639,11 @@ static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t t
 	} else if (type == 'B') {
 		st->binds++;
 	}
+	/* replies to these come only after a Sync: the server stays until then */
+	if (type == 'S')
+		ps->unsynced = false;
+	else if (type && strchr("PBDECH", type))
+		ps->unsynced = true;
 }
 
 void pg_client_relay(struct conn *c)

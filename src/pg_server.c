@@ -357,7 +357,7 @@ static bool message_needed_whole(const struct pg_server *ps, uint8_t type, bool 
 {
 	if (ps->phase == PGS_LOGIN || ps->internal || !linked)
 		return type != 'D' && type != 'T' && type != 'd';
-	return type == 'Z' || type == 'S';
+	return type == 'Z' || type == 'S' || type == 'C';
 }
 
 /* A ReadyForQuery relayed: a query is over, and a transaction too on status I. */
@@ -380,14 +380,62 @@ static void count_ready(struct conn *s, struct pg_server *ps)
 	}
 }
 
+/*
+ * Transaction pooling: the server goes back once every request the client sent has
+ * been answered and no transaction is open. Statement pooling also refuses to let a
+ * transaction block start.
+ */
+static void decide_release(struct conn *s, struct pg_server *ps)
+{
+	enum pool_mode mode = pool_effective_mode(s->pool);
+	if (mode == POOL_SESSION || ps->outstanding || ps->unsynced)
+		return;
+	if (ps->txn_status == 'I') {
+		ps->release_pending = true;
+		return;
+	}
+	if (mode == POOL_STATEMENT)
+		ps->statement_violation = true;
+}
+
+/* After the replies are on their way: hand the server back, or refuse the client. */
+static void finish_release(struct conn *s, struct pg_server *ps)
+{
+	struct conn *c = s->link;
+	if (ps->statement_violation) {
+		ps->statement_violation = false;
+		client_fail(c, "08P01",
+		            "transaction blocks are not allowed in statement pooling mode");
+		return;
+	}
+	if (ps->outstanding || ps->unsynced) {
+		ps->release_pending = false; /* it sent more meanwhile: keep serving it */
+		return;
+	}
+	if (!ps->release_pending || iobuf_unsent(s->rbuf))
+		return; /* the client has not taken every reply yet */
+	ps->release_pending = false;
+	pool_release(c);
+	/* what the client pipelined after its last Sync needs a server of its own */
+	if (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf))
+		pg_client_relay(c);
+}
+
 static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_t len)
 {
 	struct pg_server *ps = pgs(s);
 	if (type == 'S') {
 		take_param_status(s, body, len);
+	} else if (type == 'C') {
+		/* a SET or RESET the next client must not inherit (tracked parameters are
+		 * put back for each client anyway) */
+		if ((len >= 4 && memcmp(body, "SET", 3) == 0 && (body[3] == 0 || body[3] == ' ')) ||
+		    (len >= 6 && memcmp(body, "RESET", 5) == 0))
+			ps->session_changed = true;
 	} else if (type == 'Z' && len >= 1) {
 		ps->txn_status = (char)body[0];
 		count_ready(s, ps);
+		decide_release(s, ps);
 		core_check_shutdown(s->core);
 	}
 }
@@ -455,14 +503,20 @@ void pg_server_input(struct conn *s)
 		dispatch_whole(s, type, iobuf_parse_ptr(b) + 5, len - 4);
 		if (s->state == SV_JUSTFREE)
 			return;
-		/* the relay decision is made on the state before the message was handled */
-		if (forward && s->rbuf == b)
+		/* the relay decision is made on the state before the message was handled;
+		 * a ReadyForQuery that opened a transaction in statement mode is replaced
+		 * by the error the client gets */
+		if (forward && s->rbuf == b && !ps->statement_violation)
 			iobuf_mark_send(b, len + 1);
 		else if (s->rbuf == b)
 			iobuf_swallow(b, len + 1);
 	}
-	if (s->state != SV_JUSTFREE && s->link)
+	if (s->state != SV_JUSTFREE && s->link) {
 		conn_forward(s);
+		if (s->state != SV_JUSTFREE && s->link && s->rbuf &&
+		    (ps->release_pending || ps->statement_violation))
+			finish_release(s, ps);
+	}
 }
 
 bool pg_server_clean(const struct conn *s)
@@ -474,13 +528,18 @@ bool pg_server_clean(const struct conn *s)
 
 bool pg_server_reset(struct conn *s)
 {
+	struct pg_server *ps = pgs(s);
 	const struct config *cfg = s->core->cfg;
 	const char *q = cfg->server_reset_query;
+	bool session = pool_effective_mode(s->pool) == POOL_SESSION;
+	if (!session && !cfg->server_reset_query_always) {
+		/* transaction pooling keeps sessions warm, but not a SET another client made */
+		q = ps->session_changed ? "RESET ALL" : NULL;
+	}
+	ps->session_changed = false;
 	if (!q || !q[0])
 		return false;
-	if (pool_effective_mode(s->pool) != POOL_SESSION && !cfg->server_reset_query_always)
-		return false;
-	pgs(s)->phase = PGS_RESET;
+	ps->phase = PGS_RESET;
 	pg_server_internal_query(s, q);
 	return true;
 }

@@ -207,10 +207,12 @@ struct pool *pool_get(struct core *core, struct database *db, struct user *user)
 
 enum pool_mode pool_effective_mode(const struct pool *pool)
 {
-	/* only session pooling exists so far (main warns when another mode is set); the
-	 * user > database > global precedence comes back with transaction pooling */
-	(void)pool;
-	return POOL_SESSION;
+	/* the user's setting wins over the database's, the database's over the global */
+	if (pool->user->pool_mode != POOL_MODE_UNSET)
+		return pool->user->pool_mode;
+	if (pool->db->pool_mode != POOL_MODE_UNSET)
+		return pool->db->pool_mode;
+	return pool->core->cfg->pool_mode;
 }
 
 int pool_effective_size(const struct pool *pool)
