@@ -123,6 +123,8 @@ static const struct cf_setting settings[] = {
     M_TIME(client_idle_timeout, "0", CF_RELOAD, 0),
     M_TIME(client_login_timeout, "60", CF_RELOAD, 0),
     M_TIME(idle_transaction_timeout, "0", CF_RELOAD, 0),
+    M_TIME(transaction_timeout, "0", CF_RELOAD, 0),
+    M_TIME(cancel_wait_timeout, "10", CF_RELOAD, 0),
     /* tcp */
     M_BOOL(tcp_keepalive, "1", CF_RELOAD),
     M_INT(tcp_keepcnt, "0", CF_RELOAD, 0, INT_MAX),
@@ -154,7 +156,7 @@ static const struct cf_setting settings[] = {
 static const char *const main_ignored[] = {
 	"application_name_add_host", "auth_dbname", "auth_hba_file", "auth_ident_file",
 	"auth_ldap_options", "auth_query", "auth_user", "autodb_idle_timeout",
-	"cancel_wait_timeout", "client_tls13_ciphers", "client_tls_ca_file",
+	"client_tls13_ciphers", "client_tls_ca_file",
 	"client_tls_cert_file", "client_tls_ciphers", "client_tls_dheparams",
 	"client_tls_ecdhcurve", "client_tls_key_file", "client_tls_protocols", "conffile",
 	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
@@ -164,7 +166,7 @@ static const char *const main_ignored[] = {
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
 	"server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
 	"server_tls_protocols", "service_name", "suspend_timeout", "tcp_socket_buffer",
-	"track_extra_parameters", "transaction_timeout",
+	"track_extra_parameters",
 };
 /* clang-format on */
 

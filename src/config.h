@@ -108,6 +108,8 @@ struct config {
 	usec_t client_idle_timeout;      /* 0 */
 	usec_t client_login_timeout;     /* 60 s */
 	usec_t idle_transaction_timeout; /* 0 */
+	usec_t transaction_timeout;      /* 0 */
+	usec_t cancel_wait_timeout;      /* 10 s */
 
 	/* tcp */
 	bool tcp_keepalive;   /* true */

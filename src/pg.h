@@ -87,6 +87,7 @@ struct pg_server {
 	bool statement_violation; /* statement pooling: the client opened a transaction */
 	bool session_changed;     /* a SET/RESET ran: reset before the next client */
 	usec_t query_start, xact_start;
+	usec_t idle_since; /* the last ReadyForQuery, for idle_transaction_timeout */
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */
@@ -128,12 +129,16 @@ void pg_client_input(struct conn *c);
 void pg_client_linked(struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal);
 void pg_client_relay(struct conn *c);
+/* client_idle_timeout: starts counting once the client has nothing outstanding. */
+void pg_client_arm_idle(struct conn *c);
 
 /* pg_server.c */
 void pg_server_connected(struct conn *s);
 void pg_server_input(struct conn *s);
 bool pg_server_clean(const struct conn *s);
 bool pg_server_reset(struct conn *s);
+/* Re-arms the server's timer for query, transaction and idle-in-transaction timeouts. */
+void pg_server_arm_timeouts(struct conn *s);
 /* Runs sql on the server as sluice's own query; replies are swallowed. */
 void pg_server_internal_query(struct conn *s, const char *sql);
 /* Client parameters differing from the server's: a SET list to run, or false. */

@@ -102,7 +102,8 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 		free(cr);
 		return;
 	}
-	loop_timer_start(core->loop, &cr->timer, core->cfg->server_connect_timeout, 0,
-	                 cancel_timeout, cr);
+	if (core->cfg->cancel_wait_timeout) /* 0: no limit */
+		loop_timer_start(core->loop, &cr->timer, core->cfg->cancel_wait_timeout, 0,
+		                 cancel_timeout, cr);
 	conn_log(target, LOG_LVL_DEBUG, "forwarding cancel request");
 }

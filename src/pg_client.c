@@ -100,6 +100,7 @@ static void send_welcome(struct conn *c)
 	pg_out_free(&o);
 	pc->phase = PGC_READY;
 	loop_timer_stop(c->core->loop, &c->timer); /* client_login_timeout */
+	pg_client_arm_idle(c);
 	if (c->core->cfg->log_connections)
 		conn_log(c, LOG_LVL_INFO, "login ok");
 }
@@ -130,6 +131,7 @@ static void auth_ok(struct conn *c)
 	if (pg_pool_state(pool)->have_welcome) {
 		send_welcome(c);
 		pool_client_enter(pool, c, false);
+		pg_client_arm_idle(c);
 	} else {
 		pc->phase = PGC_WELCOME;
 		pool_client_enter(pool, c, true);
@@ -620,6 +622,25 @@ static bool next_header(struct conn *c, uint8_t *type, uint32_t *len)
 	return true;
 }
 
+static void client_idle_expired(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *c = arg;
+	char msg[128];
+	(void)l;
+	(void)t;
+	snprintf(msg, sizeof(msg), "client_idle_timeout: client idle for %.1f s",
+	         (double)c->core->cfg->client_idle_timeout / USEC_PER_SEC);
+	conn_log(c, LOG_LVL_INFO, "%s", msg);
+	client_fail(c, "08P01", msg);
+}
+
+void pg_client_arm_idle(struct conn *c)
+{
+	usec_t t = c->core->cfg->client_idle_timeout;
+	if (t && !pgc(c)->console && (c->state == CL_IDLE || c->state == CL_ACTIVE))
+		loop_timer_start(c->core->loop, &c->timer, t, 0, client_idle_expired, c);
+}
+
 /* Bookkeeping per client message: replies owed, timing, statistics. */
 static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
 {
@@ -639,6 +660,8 @@ static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t t
 	} else if (type == 'B') {
 		st->binds++;
 	}
+	if ((type == 'Q' || type == 'S' || type == 'F') && ps->outstanding == 1)
+		pg_server_arm_timeouts(c->link);
 	/* replies to these come only after a Sync: the server stays until then */
 	if (type == 'S')
 		ps->unsynced = false;
@@ -661,6 +684,8 @@ void pg_client_relay(struct conn *c)
 		return;
 	}
 	struct pg_server *ps = pgs(c->link);
+	if (c->core->cfg->client_idle_timeout)
+		loop_timer_stop(c->core->loop, &c->timer);
 	/* shutting down after running queries: start no new one */
 	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(c->link) && !pc->pkt_remain)
 		return;

@@ -360,6 +360,76 @@ static bool message_needed_whole(const struct pg_server *ps, uint8_t type, bool 
 	return type == 'Z' || type == 'S' || type == 'C';
 }
 
+/* --- query_timeout, idle_transaction_timeout, transaction_timeout --- */
+
+static const char *server_timeout_due(const struct conn *s, usec_t now, char *msg, size_t len)
+{
+	const struct pg_server *ps = pgs(s);
+	const struct config *cfg = s->core->cfg;
+	if (ps->outstanding && cfg->query_timeout && now - ps->query_start >= cfg->query_timeout) {
+		snprintf(msg, len, "query_timeout: query ran longer than %.1f s",
+		         (double)cfg->query_timeout / USEC_PER_SEC);
+		return "57014";
+	}
+	if (ps->in_xact && cfg->transaction_timeout &&
+	    now - ps->xact_start >= cfg->transaction_timeout) {
+		snprintf(msg, len, "transaction_timeout: transaction ran longer than %.1f s",
+		         (double)cfg->transaction_timeout / USEC_PER_SEC);
+		return "25P04";
+	}
+	if (!ps->outstanding && ps->txn_status != 'I' && cfg->idle_transaction_timeout &&
+	    now - ps->idle_since >= cfg->idle_transaction_timeout) {
+		snprintf(msg, len, "idle_transaction_timeout: idle in transaction for %.1f s",
+		         (double)cfg->idle_transaction_timeout / USEC_PER_SEC);
+		return "25P03";
+	}
+	return NULL;
+}
+
+static void server_timeout_fired(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *s = arg;
+	char msg[160];
+	(void)t;
+	if (s->state != SV_ACTIVE || !s->link)
+		return;
+	const char *code = server_timeout_due(s, loop_now(l), msg, sizeof(msg));
+	if (!code) {
+		pg_server_arm_timeouts(s);
+		return;
+	}
+	conn_log(s->link, LOG_LVL_INFO, "%s", msg);
+	/* the server is mid-query or mid-transaction: it is closed with its client */
+	client_fail(s->link, code, msg);
+}
+
+static void earliest(usec_t *deadline, usec_t at)
+{
+	if (!*deadline || at < *deadline)
+		*deadline = at;
+}
+
+void pg_server_arm_timeouts(struct conn *s)
+{
+	const struct config *cfg = s->core->cfg;
+	const struct pg_server *ps = pgs(s);
+	struct loop *l = s->core->loop;
+	usec_t deadline = 0, now = loop_now(l);
+	if (!cfg->query_timeout && !cfg->transaction_timeout && !cfg->idle_transaction_timeout)
+		return;
+	if (ps->outstanding && cfg->query_timeout)
+		earliest(&deadline, ps->query_start + cfg->query_timeout);
+	if (ps->in_xact && cfg->transaction_timeout)
+		earliest(&deadline, ps->xact_start + cfg->transaction_timeout);
+	if (!ps->outstanding && ps->txn_status != 'I' && cfg->idle_transaction_timeout)
+		earliest(&deadline, ps->idle_since + cfg->idle_transaction_timeout);
+	if (!deadline)
+		loop_timer_stop(l, &s->timer);
+	else
+		loop_timer_start(l, &s->timer, deadline > now ? deadline - now : 1, 0,
+		                 server_timeout_fired, s);
+}
+
 /* A ReadyForQuery relayed: a query is over, and a transaction too on status I. */
 static void count_ready(struct conn *s, struct pg_server *ps)
 {
@@ -378,6 +448,10 @@ static void count_ready(struct conn *s, struct pg_server *ps)
 		st->total.xact_time += now - ps->xact_start;
 		stats_record(st, STATS_XACT, now - ps->xact_start);
 	}
+	ps->idle_since = now;
+	pg_server_arm_timeouts(s);
+	if (!ps->outstanding && s->link)
+		pg_client_arm_idle(s->link);
 }
 
 /*
@@ -416,6 +490,7 @@ static void finish_release(struct conn *s, struct pg_server *ps)
 		return; /* the client has not taken every reply yet */
 	ps->release_pending = false;
 	pool_release(c);
+	pg_client_arm_idle(c);
 	/* what the client pipelined after its last Sync needs a server of its own */
 	if (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf))
 		pg_client_relay(c);

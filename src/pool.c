@@ -343,6 +343,7 @@ void pool_lease(struct conn *client)
 	struct core *core = client->core;
 	if (client->link)
 		return;
+	loop_timer_stop(core->loop, &client->timer); /* client_idle_timeout ends here */
 	bool first = client->state != CL_WAIT_LOGIN && client->state != CL_WAITING;
 	if (first)
 		client_set_state(client, CL_WAITING);
@@ -387,6 +388,7 @@ void pool_release(struct conn *client)
 		return;
 	client->link = NULL;
 	server->link = NULL;
+	loop_timer_stop(client->core->loop, &server->timer); /* its client's timeouts */
 	if (client->state == CL_ACTIVE)
 		client_set_state(client, CL_IDLE);
 	if ((server->flags & CONN_F_CLOSE_NEEDED) || !server->proto->server_clean(server)) {
