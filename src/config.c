@@ -112,6 +112,7 @@ static const struct cf_setting settings[] = {
     M_STR(server_check_query, "", CF_RELOAD | CF_EMPTY_WORD),
     M_TIME(server_check_delay, "30", CF_RELOAD, 0),
     M_STR(ignore_startup_parameters, "", CF_RELOAD),
+    M_STR(track_extra_parameters, "IntervalStyle", CF_RELOAD),
     M_INT(pkt_buf, "4096", CF_RESTART, 1024, 16 * 1024 * 1024),
     /* timeouts */
     M_TIME(server_connect_timeout, "15", CF_RELOAD, 0),
@@ -166,7 +167,7 @@ static const char *const main_ignored[] = {
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
 	"server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
 	"server_tls_protocols", "service_name", "suspend_timeout", "tcp_socket_buffer",
-	"track_extra_parameters",
+
 };
 /* clang-format on */
 

@@ -96,6 +96,7 @@ struct config {
 	char *server_check_query;        /* "" = empty query (default; "<empty>" in a file is "") */
 	usec_t server_check_delay;       /* 30 s */
 	char *ignore_startup_parameters; /* "" */
+	char *track_extra_parameters;    /* "IntervalStyle": more parameters kept per client */
 	int pkt_buf;                     /* 4096, the size of one connection buffer */
 
 	/* timeouts (usec; 0 = disabled where that makes sense) */

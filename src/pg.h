@@ -28,10 +28,10 @@ const char *pg_params_get(const struct pg_params *p, const char *name);
 /* true when the value changed */
 bool pg_params_set(struct pg_params *p, const char *name, const char *value);
 void pg_params_free(struct pg_params *p);
-/* Parameters that follow a client from server to server. */
-bool pg_param_tracked(const char *name);
-/* The canonical spelling of a tracked parameter name (case-insensitive match), or NULL. */
-const char *pg_param_canonical(const char *name);
+struct config;
+/* The canonical spelling of a parameter that follows a client from server to server
+ * (the built-in five and track_extra_parameters; case-insensitive), or NULL. */
+const char *pg_param_canonical(const struct config *cfg, const char *name);
 
 enum pgc_phase {
 	PGC_STARTUP,    /* waiting for the startup packet */

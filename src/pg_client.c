@@ -163,7 +163,7 @@ static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *name = params[i].name, *value = params[i].value;
-		const char *canon = pg_param_canonical(name);
+		const char *canon = pg_param_canonical(c->core->cfg, name);
 		if (strcmp(name, "user") == 0)
 			si->user = value;
 		else if (strcmp(name, "database") == 0)

@@ -224,7 +224,7 @@ static void take_param_status(struct conn *s, const uint8_t *body, uint32_t len)
 	pg_params_set(&pgs(s)->params, name, value);
 	/* a SET by the client itself: from now on that is the value it wants */
 	struct conn *c = s->link;
-	const char *canon = pg_param_canonical(name);
+	const char *canon = pg_param_canonical(s->core->cfg, name);
 	if (c && canon && !pgs(s)->internal)
 		pg_params_set(&pgc(c)->wanted, canon, value);
 }

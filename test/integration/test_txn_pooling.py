@@ -190,3 +190,26 @@ def test_copy_in_and_out_10mb_identical(make_pooler, pg, table):
         with au.client(p) as d:
             assert d.execute("select count(*) from txn_t").fetchone()[0] == 230000
     assert bytes(out) == data
+
+
+@pytest.mark.parametrize("extra", [None, ""])
+def test_track_extra_parameters_intervalstyle(make_pooler, pg, extra):
+    settings = {} if extra is None else {"track_extra_parameters": extra}
+    p = txn_pooler(make_pooler, pg, size=2, **settings)
+    a, b = au.client(p), au.client(p)
+    try:
+        a.execute("set intervalstyle = 'iso_8601'")
+        styles = set()
+        for _ in range(6):
+            b.execute("begin")
+            b.execute("select 1")  # holds one server: a runs on the other
+            styles.add(a.execute("show intervalstyle").fetchone()[0])
+            b.execute("commit")
+            styles.add(a.execute("show intervalstyle").fetchone()[0])
+        if extra is None:  # default: IntervalStyle is tracked
+            assert styles == {"iso_8601"}, styles
+        else:  # tracking turned off: the other server's default shows through
+            assert "postgres" in styles, styles
+    finally:
+        a.close()
+        b.close()
