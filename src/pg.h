@@ -129,6 +129,9 @@ void pg_client_input(struct conn *c);
 void pg_client_linked(struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal);
 void pg_client_relay(struct conn *c);
+/* The header of the next client message; false when incomplete, or when the length is
+ * invalid (the client is then closed with an error). */
+bool pg_client_header(struct conn *c, uint8_t *type, uint32_t *len);
 /* client_idle_timeout: starts counting once the client has nothing outstanding. */
 void pg_client_arm_idle(struct conn *c);
 

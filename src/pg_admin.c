@@ -247,16 +247,8 @@ void pg_console_input(struct conn *c)
 	while (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf) && !pc->console_busy) {
 		uint8_t type;
 		uint32_t len;
-		switch (pg_read_header(iobuf_parse_ptr(c->rbuf), iobuf_unparsed(c->rbuf), &type,
-		                       &len)) {
-		case PG_HDR_SHORT:
+		if (!pg_client_header(c, &type, &len))
 			return;
-		case PG_HDR_BAD:
-			client_fail(c, "08P01", "invalid message length");
-			return;
-		case PG_HDR_OK:
-			break;
-		}
 		if (type == 'X') {
 			client_close(c, "client sent Terminate");
 			return;

@@ -45,6 +45,21 @@ static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ..
 	client_fail(c, sqlstate, msg);
 }
 
+bool pg_client_header(struct conn *c, uint8_t *type, uint32_t *len)
+{
+	struct iobuf *b = c->rbuf;
+	switch (pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), type, len)) {
+	case PG_HDR_SHORT:
+		return false;
+	case PG_HDR_BAD:
+		login_fail(c, "08P01", "invalid message length");
+		return false;
+	case PG_HDR_OK:
+		break;
+	}
+	return true;
+}
+
 /* Every authentication failure looks the same to the client; the log says why. */
 static void auth_failed(struct conn *c, const char *reason)
 {
@@ -516,15 +531,8 @@ static bool login_auth_message(struct conn *c)
 	struct pg_client *pc = pgc(c);
 	uint8_t type;
 	uint32_t len;
-	switch (pg_read_header(iobuf_parse_ptr(c->rbuf), iobuf_unparsed(c->rbuf), &type, &len)) {
-	case PG_HDR_SHORT:
+	if (!pg_client_header(c, &type, &len))
 		return false;
-	case PG_HDR_BAD:
-		login_fail(c, "08P01", "invalid message length");
-		return false;
-	case PG_HDR_OK:
-		break;
-	}
 	if (type != 'p' || len > PG_LOGIN_MSG_MAX) {
 		login_fail(c, "08P01", "expected an authentication response");
 		return false;
@@ -605,16 +613,8 @@ void pg_client_linked(struct conn *c)
  * client was closed: a bad length, or Terminate, which is never forwarded). */
 static bool next_header(struct conn *c, uint8_t *type, uint32_t *len)
 {
-	struct iobuf *b = c->rbuf;
-	switch (pg_read_header(iobuf_parse_ptr(b), iobuf_unparsed(b), type, len)) {
-	case PG_HDR_SHORT:
+	if (!pg_client_header(c, type, len))
 		return false;
-	case PG_HDR_BAD:
-		login_fail(c, "08P01", "invalid message length");
-		return false;
-	case PG_HDR_OK:
-		break;
-	}
 	if (*type == 'X') {
 		client_close(c, "client sent Terminate");
 		return false;
