@@ -18,6 +18,8 @@ SRCS := $(sort $(wildcard src/*.c))
 LIB_OBJS := $(patsubst %.c,%.o,$(filter-out src/main.c,$(SRCS)))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(patsubst %.c,%,$(UNIT_SRCS))
+TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
+TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
 .PHONY: all check check-unit check-integration bench format format-check clean distclean
@@ -42,20 +44,24 @@ check: check-unit check-integration
 check-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_FORK=yes ./$$t; done
 
-check-integration: src/sluice
+# test clients built on libpq (never linked into sluice itself)
+test/tools/%: test/tools/%.c
+	$(CC) -std=c11 -D_GNU_SOURCE -g -O2 $(WARN) $(SAN_FLAGS) $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS) $(LDFLAGS_ALL)
+
+check-integration: src/sluice $(TOOL_BINS)
 	$(PYTEST) -q test/integration $(PYTEST_ARGS)
 
 bench: src/sluice
 	bench/run.sh $(BENCH_ARGS)
 
-FORMAT_FILES = $(wildcard src/*.c src/*.h test/unit/*.c)
+FORMAT_FILES = $(wildcard src/*.c src/*.h test/unit/*.c test/tools/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
-	rm -f src/*.o src/*.d src/*.a src/sluice $(UNIT_BINS) test/unit/*.d
+	rm -f src/*.o src/*.d src/*.a src/sluice $(UNIT_BINS) test/unit/*.d $(TOOL_BINS)
 distclean: clean
 	rm -rf config.mk config.log config.status configure autom4te.cache aclocal.m4
 

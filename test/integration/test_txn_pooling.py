@@ -3,6 +3,7 @@ at ReadyForQuery 'I', pipelines keep theirs until answered, clients keep their t
 parameters across servers, and no server is handed out dirty."""
 
 import re
+import subprocess
 import threading
 import time
 
@@ -213,3 +214,23 @@ def test_track_extra_parameters_intervalstyle(make_pooler, pg, extra):
     finally:
         a.close()
         b.close()
+
+
+def test_libpq_pipeline_mode(make_pooler, pg):
+    """libpq pipeline mode (test/tools/pq_pipeline.c): 50 Syncs in flight before any
+    result is read; the server stays with the client until the last is answered."""
+    tool = helpers.REPO / "test" / "tools" / "pq_pipeline"
+    if not tool.exists():  # make check builds it; a bare pytest run may not have
+        r = subprocess.run(["make", "-C", str(helpers.REPO), "test/tools/pq_pipeline"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    p = txn_pooler(make_pooler, pg, size=1)
+    other = au.client(p)  # shares the single server between the pipeline's turns
+    try:
+        conninfo = "host=%s port=%d dbname=testdb user=app connect_timeout=10" % (p.host, p.port)
+        r = subprocess.run([str(tool), conninfo, "50"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "50 pipelined queries ok" in r.stdout
+        assert other.execute("select 5").fetchone()[0] == 5
+    finally:
+        other.close()
