@@ -768,7 +768,7 @@ const struct user_entry *config_find_user(const struct config *cfg, const char *
 	return NULL;
 }
 
-bool config_list_contains(const char *list, const char *name)
+static bool list_has(const char *list, const char *name, bool ignore_case)
 {
 	size_t nlen = strlen(name);
 	if (!list)
@@ -778,11 +778,22 @@ bool config_list_contains(const char *list, const char *name)
 		size_t n = strcspn(p, ",");
 		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
 			n--;
-		if (n > 0 && n == nlen && memcmp(p, name, n) == 0)
+		if (n > 0 && n == nlen &&
+		    (ignore_case ? strncasecmp(p, name, n) : memcmp(p, name, n)) == 0)
 			return true;
 		p += strcspn(p, ",");
 	}
 	return false;
+}
+
+bool config_list_contains(const char *list, const char *name)
+{
+	return list_has(list, name, false);
+}
+
+bool config_list_contains_ci(const char *list, const char *name)
+{
+	return list_has(list, name, true);
 }
 
 /* ---- loading: context and messages -------------------------------------------------- */

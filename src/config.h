@@ -168,6 +168,8 @@ const struct user_entry *config_find_user(const struct config *cfg, const char *
 
 /* True when name appears in the comma separated list (admin_users, stats_users, ...). */
 bool config_list_contains(const char *list, const char *name);
+/* The same, ignoring ASCII case (for parameter names, which PostgreSQL folds). */
+bool config_list_contains_ci(const char *list, const char *name);
 
 /* Walks the settings table: for SHOW CONFIG. value/def are formatted as in the file. */
 struct config_setting_view {

@@ -225,7 +225,6 @@ static void on_readable(struct conn *c)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
-		c->flags |= CONN_F_EOF;
 		hooks->failed(c, n == 0 ? "closed by peer" : strerror(errno));
 		return;
 	}

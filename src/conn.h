@@ -46,7 +46,6 @@ const char *server_state_name(enum server_state s);
 
 #define CONN_F_READ_PAUSED  0x01 /* not reading: the peer's output is backed up */
 #define CONN_F_CLOSE_NEEDED 0x02 /* close instead of reuse when released */
-#define CONN_F_EOF          0x04 /* peer closed its side */
 #define CONN_F_ADMIN        0x08 /* a console connection */
 #define CONN_F_ADMIN_USER   0x10 /* a client whose user is in admin_users */
 

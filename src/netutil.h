@@ -21,6 +21,5 @@ bool net_resolve_server(const char *host, int port, const char *unix_prefix,
                         size_t errlen);
 /* TCP_NODELAY and the keepalive / user-timeout settings. */
 void net_tune_tcp(int fd, const struct config *cfg);
-bool net_set_nonblock(int fd);
 
 #endif

@@ -53,13 +53,11 @@ struct pg_client {
 	struct pg_params wanted; /* tracked parameters as the client wants them */
 	uint32_t pkt_remain;     /* bytes of a message still to forward */
 	bool applying;           /* a SET of its parameters runs on the server */
-	bool terminating;
 	/* admin console */
 	bool console;
 	bool console_busy; /* a command is running: later ones wait */
 	bool console_skip; /* skipping extended-protocol messages up to Sync */
 	int console_role;  /* enum admin_role */
-	uint64_t console_rows;
 };
 
 enum pgs_phase {

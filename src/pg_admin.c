@@ -88,7 +88,6 @@ static void w_row(struct conn *c, const char *const *values, size_t n)
 	pg_out_end(&o);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
-	pgc(c)->console_rows++;
 }
 
 static void w_notice(struct conn *c, const char *msg)

@@ -155,11 +155,6 @@ static void auth_ok(struct conn *c)
 
 /* --- startup packet --- */
 
-static bool in_list(const char *list, const char *name)
-{
-	return list && config_list_contains(list, name);
-}
-
 struct startup_info {
 	const char *user, *database;
 	const char *unsupported[16];
@@ -191,7 +186,7 @@ static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
 		         strcmp(value, "0") && !str_ieq(value, "off") && !str_ieq(value, "no")) {
 			login_fail(c, "08P01", "replication connections are not supported");
 			return false;
-		} else if (!in_list(c->core->cfg->ignore_startup_parameters, name) &&
+		} else if (!config_list_contains(c->core->cfg->ignore_startup_parameters, name) &&
 		           strcmp(name, "replication") != 0) {
 			login_fail(c, "08P01", "unsupported startup parameter: %s", name);
 			return false;

@@ -15,26 +15,12 @@
 static const char *const tracked[] = {"client_encoding", "DateStyle", "TimeZone",
                                       "standard_conforming_strings", "application_name"};
 
-/* Case-insensitive membership in a comma (or blank) separated list. */
-static bool in_list_ci(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = list; p && *p;) {
-		p += strspn(p, ", \t");
-		size_t len = strcspn(p, ", \t");
-		if (len == n && strncasecmp(p, name, n) == 0)
-			return true;
-		p += len;
-	}
-	return false;
-}
-
 const char *pg_param_canonical(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(tracked); i++)
 		if (str_ieq(tracked[i], name))
 			return tracked[i];
-	if (in_list_ci(cfg->track_extra_parameters, name))
+	if (config_list_contains_ci(cfg->track_extra_parameters, name))
 		return name; /* the spelling the client or server used; lookups ignore case */
 	return NULL;
 }

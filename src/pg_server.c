@@ -353,11 +353,15 @@ static void internal_msg(struct conn *s, uint8_t type, const uint8_t *body, uint
 
 /* --- the read loop --- */
 
-static bool message_needed_whole(const struct pg_server *ps, uint8_t type, bool linked)
+static bool message_needed_whole(const struct conn *s, uint8_t type)
 {
+	const struct pg_server *ps = pgs(s);
+	bool linked = s->link != NULL;
 	if (ps->phase == PGS_LOGIN || ps->internal || !linked)
 		return type != 'D' && type != 'T' && type != 'd';
-	return type == 'Z' || type == 'S' || type == 'C';
+	/* CommandComplete only matters where a SET can outlive its client */
+	return type == 'Z' || type == 'S' ||
+	       (type == 'C' && pool_effective_mode(s->pool) != POOL_SESSION);
 }
 
 /* --- query_timeout, idle_transaction_timeout, transaction_timeout --- */
@@ -566,8 +570,7 @@ void pg_server_input(struct conn *s)
 		}
 		if (forward)
 			s->pool->stats.total.bytes_sent += len + 1;
-		if (!message_needed_whole(ps, type, s->link != NULL) ||
-		    len + 1 > SERVER_WHOLE_MSG_MAX) {
+		if (!message_needed_whole(s, type) || len + 1 > SERVER_WHOLE_MSG_MAX) {
 			ps->pkt_remain = len + 1;
 			continue;
 		}

@@ -703,33 +703,47 @@ void pool_janitor(struct core *core)
 	}
 }
 
-static struct conn *find_in(struct list *head, uint32_t pid, uint32_t key)
+typedef bool (*client_match)(const struct conn *c, const void *arg);
+
+static struct conn *find_in(struct list *head, client_match match, const void *arg)
 {
 	struct list *it;
 	list_for_each(it, head)
 	{
 		struct conn *c = list_entry(it, struct conn, node);
-		if (c->cancel_pid == pid && c->cancel_key == key)
+		if (match(c, arg))
 			return c;
 	}
 	return NULL;
 }
 
-struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key)
+/* The first pooled client (waiting, active or idle) that matches. */
+static struct conn *find_pooled_client(struct core *core, client_match match, const void *arg)
 {
 	struct list *it;
 	list_for_each(it, &core->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
-		struct conn *c = find_in(&pool->active, pid, key);
-		if (!c)
-			c = find_in(&pool->waiting, pid, key);
-		if (!c)
-			c = find_in(&pool->idle, pid, key);
-		if (c)
-			return c;
+		struct list *lists[] = {&pool->active, &pool->waiting, &pool->idle};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+			struct conn *c = find_in(lists[i], match, arg);
+			if (c)
+				return c;
+		}
 	}
 	return NULL;
+}
+
+static bool match_cancel_key(const struct conn *c, const void *arg)
+{
+	const uint32_t *k = arg;
+	return c->cancel_pid == k[0] && c->cancel_key == k[1];
+}
+
+struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key)
+{
+	const uint32_t k[2] = {pid, key};
+	return find_pooled_client(core, match_cancel_key, k);
 }
 
 /* --- admin console operations --- */
@@ -808,35 +822,17 @@ void pool_suspend_all(struct core *core, bool suspend)
 	}
 }
 
-static struct conn *find_id_in(struct list *head, uint64_t id)
+static bool match_id(const struct conn *c, const void *arg)
 {
-	struct list *it;
-	list_for_each(it, head)
-	{
-		struct conn *c = list_entry(it, struct conn, node);
-		if (c->id == id)
-			return c;
-	}
-	return NULL;
+	return c->id == *(const uint64_t *)arg;
 }
 
 struct conn *pool_find_client_by_id(struct core *core, uint64_t id)
 {
-	struct list *it;
-	struct conn *c = find_id_in(&core->login_clients, id);
+	struct conn *c = find_in(&core->login_clients, match_id, &id);
 	if (!c)
-		c = find_id_in(&core->admin_clients, id);
-	list_for_each(it, &core->pools)
-	{
-		struct pool *pool = list_entry(it, struct pool, node);
-		if (!c)
-			c = find_id_in(&pool->waiting, id);
-		if (!c)
-			c = find_id_in(&pool->active, id);
-		if (!c)
-			c = find_id_in(&pool->idle, id);
-	}
-	return c;
+		c = find_in(&core->admin_clients, match_id, &id);
+	return c ? c : find_pooled_client(core, match_id, &id);
 }
 
 /* --- exit --- */

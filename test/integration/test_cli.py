@@ -4,7 +4,6 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -93,6 +92,6 @@ def test_verbose_adds_debug_lines(make_pooler):
     loud = make_pooler(extra_args=["-q", "-v"])
     with loud.connect() as c:
         c.execute("select 1")
-    time.sleep(0.2)
+    helpers.wait_for(lambda: " DEBUG " in loud.log(), 10, what="debug lines with -v")
+    helpers.wait_for(lambda: "closing because" in quiet.log(), 10, what="quiet log")
     assert " DEBUG " not in quiet.log()
-    assert " DEBUG " in loud.log()
