@@ -113,6 +113,7 @@ static const struct cf_setting settings[] = {
     M_TIME(server_check_delay, "30", CF_RELOAD, 0),
     M_STR(ignore_startup_parameters, "", CF_RELOAD),
     M_STR(track_extra_parameters, "IntervalStyle", CF_RELOAD),
+    M_INT(max_prepared_statements, "200", CF_RELOAD, 0, INT_MAX),
     M_INT(pkt_buf, "4096", CF_RESTART, 1024, 16 * 1024 * 1024),
     /* timeouts */
     M_TIME(server_connect_timeout, "15", CF_RELOAD, 0),
@@ -162,7 +163,7 @@ static const char *const main_ignored[] = {
 	"client_tls_ecdhcurve", "client_tls_key_file", "client_tls_protocols", "conffile",
 	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
 	"login_notify_message", "max_db_client_connections", "max_packet_size",
-	"max_prepared_statements", "max_user_client_connections", "peer_id", "pool_idle_timeout",
+	"max_user_client_connections", "peer_id", "pool_idle_timeout",
 	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
 	"server_fast_close", "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
 	"server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
@@ -228,16 +229,24 @@ static const char *const db_ignored[] = {
 /* clang-format on */
 
 #define USER_OFF(f, T) CHECKED_OFFSET(struct user_entry, f, T)
+/* clang-format off */
+#define U_TIME(f) {#f, CT_TIME, USER_OFF(f, usec_t), 0, LLONG_MAX}
+/* clang-format on */
+
+/* The keys PgBouncer 1.25 reads in [users], less the ones in user_ignored. */
 static const struct entry_key user_keys[] = {
     {"pool_mode", CT_POOL_MODE, USER_OFF(pool_mode, enum pool_mode), 0, 0},
     {"pool_size", CT_INT, USER_OFF(pool_size, int), 0, INT_MAX},
     {"max_user_connections", CT_INT, USER_OFF(max_user_connections, int), 0, INT_MAX},
+    U_TIME(query_timeout),
+    U_TIME(idle_transaction_timeout),
+    U_TIME(transaction_timeout),
+    U_TIME(client_idle_timeout),
 };
 
 /* clang-format off */
 static const char *const user_ignored[] = {
-	"client_idle_timeout", "idle_transaction_timeout", "max_user_client_connections",
-	"query_timeout", "query_wait_timeout", "reserve_pool_size", "transaction_timeout",
+	"max_user_client_connections", "query_wait_timeout", "reserve_pool_size",
 };
 /* clang-format on */
 

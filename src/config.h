@@ -50,12 +50,20 @@ struct db_entry {
 	int line;
 };
 
-/* One [users] entry; pool_mode is POOL_MODE_UNSET when not given. */
+/*
+ * One [users] entry; pool_mode is POOL_MODE_UNSET when not given. The timeouts are 0
+ * when not given and, as in PgBouncer, a 0 written in the entry means the same: the
+ * global setting applies (a user cannot switch a global timeout off).
+ */
 struct user_entry {
 	char *name;
 	enum pool_mode pool_mode;
 	int pool_size;            /* -1 when not given */
 	int max_user_connections; /* -1 when not given */
+	usec_t query_timeout;     /* these four: 0 when not given */
+	usec_t idle_transaction_timeout;
+	usec_t transaction_timeout;
+	usec_t client_idle_timeout;
 	const char *file;
 	int line;
 };
@@ -96,6 +104,7 @@ struct config {
 	char *server_check_query;        /* "" = empty query (default; "<empty>" in a file is "") */
 	usec_t server_check_delay;       /* 30 s */
 	char *ignore_startup_parameters; /* "" */
+	int max_prepared_statements;     /* 200: per server, protocol-level; 0: off */
 	char *track_extra_parameters;    /* "IntervalStyle": more parameters kept per client */
 	int pkt_buf;                     /* 4096, the size of one connection buffer */
 

@@ -107,6 +107,10 @@ static void user_fill(struct user *u, const struct config *cfg)
 	u->pool_size = e ? e->pool_size : -1;
 	u->max_user_connections =
 	    e && e->max_user_connections >= 0 ? e->max_user_connections : cfg->max_user_connections;
+	u->query_timeout = e ? e->query_timeout : 0;
+	u->idle_transaction_timeout = e ? e->idle_transaction_timeout : 0;
+	u->transaction_timeout = e ? e->transaction_timeout : 0;
+	u->client_idle_timeout = e ? e->client_idle_timeout : 0;
 }
 
 struct user *user_lookup(struct core *core, const char *name)
@@ -222,6 +226,42 @@ int pool_effective_size(const struct pool *pool)
 	if (pool->user->pool_size >= 0)
 		return pool->user->pool_size;
 	return pool->core->cfg->default_pool_size;
+}
+
+/* A user's own timeout when set, else the global one: PgBouncer's override rule. */
+static usec_t user_or_global(usec_t user_value, usec_t global_value)
+{
+	return user_value > 0 ? user_value : global_value;
+}
+
+usec_t pool_query_timeout(const struct pool *pool)
+{
+	return user_or_global(pool->user->query_timeout, pool->core->cfg->query_timeout);
+}
+
+usec_t pool_idle_transaction_timeout(const struct pool *pool)
+{
+	return user_or_global(pool->user->idle_transaction_timeout,
+	                      pool->core->cfg->idle_transaction_timeout);
+}
+
+usec_t pool_transaction_timeout(const struct pool *pool)
+{
+	return user_or_global(pool->user->transaction_timeout,
+	                      pool->core->cfg->transaction_timeout);
+}
+
+usec_t pool_client_idle_timeout(const struct conn *client)
+{
+	const struct config *cfg = client->core->cfg;
+	const struct user *u = client->pool ? client->pool->user : NULL;
+	if (!client->user_name)
+		return cfg->client_idle_timeout;
+	/* the pool's user is the login user unless the database forces one */
+	if (u && strcmp(u->name, client->user_name) == 0)
+		return user_or_global(u->client_idle_timeout, cfg->client_idle_timeout);
+	const struct user_entry *e = config_find_user(cfg, client->user_name);
+	return user_or_global(e ? e->client_idle_timeout : 0, cfg->client_idle_timeout);
 }
 
 int pool_total_servers(const struct pool *pool)

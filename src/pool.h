@@ -47,6 +47,8 @@ struct user {
 	enum pool_mode pool_mode;
 	int pool_size;
 	int max_user_connections;
+	/* the [users] entry's own timeouts; 0: the global one applies (pool_*_timeout) */
+	usec_t query_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
 	int n_servers;
 	/* keys recovered from a client's SCRAM proof, to log in to servers with */
 	bool have_scram_keys;
@@ -80,6 +82,21 @@ struct pool *pool_get(struct core *core, struct database *db, struct user *user)
 enum pool_mode pool_effective_mode(const struct pool *pool);
 int pool_effective_size(const struct pool *pool);
 int pool_total_servers(const struct pool *pool);
+
+/*
+ * Timeouts in effect (usec, 0 = off), as PgBouncer resolves them: a [users] value
+ * above 0 replaces the global one, otherwise the global one applies. Read them each
+ * time they are needed, so RELOAD and SET take effect for live connections.
+ *
+ * The server-side ones belong to the pool's user, the one servers log in as (the
+ * database's forced user when it has one), as PgBouncer takes them from the server's
+ * login user. client_idle_timeout belongs to the client's login user, as in PgBouncer.
+ */
+usec_t pool_query_timeout(const struct pool *pool);
+usec_t pool_idle_transaction_timeout(const struct pool *pool);
+usec_t pool_transaction_timeout(const struct pool *pool);
+/* For a logged-in client; the global value when it has no pool (console, login). */
+usec_t pool_client_idle_timeout(const struct conn *client);
 
 /* Reconcile databases and users with a new config (reload). */
 void pool_apply_config(struct core *core);

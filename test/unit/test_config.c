@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "pool.h"
 
 /* ---- fixture: a temporary directory, collected warnings ---- */
 
@@ -496,7 +497,7 @@ START_TEST(test_users)
 	    load_ok("[users]\n"
 	            "alice = pool_mode=transaction pool_size=5 max_user_connections=10\n"
 	            "bob =\n"
-	            "carol = query_timeout=5 bogus=1\n");
+	            "carol = reserve_pool_size=5 bogus=1\n");
 	ck_assert_int_eq(cfg->n_users, 3);
 	const struct user_entry *u = config_find_user(cfg, "alice");
 	ck_assert_int_eq(u->pool_mode, POOL_TRANSACTION);
@@ -506,13 +507,146 @@ START_TEST(test_users)
 	ck_assert_int_eq(u->pool_mode, POOL_MODE_UNSET);
 	ck_assert_int_eq(u->pool_size, -1);
 	ck_assert_int_eq(u->max_user_connections, -1);
+	ck_assert_uint_eq(u->query_timeout, 0);
+	ck_assert_uint_eq(u->idle_transaction_timeout, 0);
+	ck_assert_uint_eq(u->transaction_timeout, 0);
+	ck_assert_uint_eq(u->client_idle_timeout, 0);
 	ck_assert_ptr_null(config_find_user(cfg, "dave"));
-	ck_assert_ptr_nonnull(find_warning(":4: user 'carol': parameter 'query_timeout' is not"));
+	ck_assert_ptr_nonnull(
+	    find_warning(":4: user 'carol': parameter 'reserve_pool_size' is not supported"));
 	ck_assert_ptr_nonnull(find_warning(":4: user 'carol': unknown parameter 'bogus'"));
 	config_free(cfg);
 
 	load_fails_at("[users]\nalice = pool_size=many\n", 2,
 	              "user 'alice': invalid value for pool_size: not an integer");
+}
+END_TEST
+
+START_TEST(test_user_timeouts)
+{
+	struct config *cfg =
+	    load_ok("[pgbouncer]\nquery_timeout = 30\n"
+	            "[users]\n"
+	            "alice = query_timeout=1.5 idle_transaction_timeout=250ms "
+	            "transaction_timeout='2 min' client_idle_timeout=1h\n"
+	            "bob = QUERY_TIMEOUT=7 client_idle_timeout=0\n"
+	            "carol = transaction_timeout=500us idle_transaction_timeout=1d\n");
+	const struct user_entry *u = config_find_user(cfg, "alice");
+	ck_assert_uint_eq(u->query_timeout, 1500 * USEC_PER_MSEC);
+	ck_assert_uint_eq(u->idle_transaction_timeout, 250 * USEC_PER_MSEC);
+	ck_assert_uint_eq(u->transaction_timeout, 120 * USEC_PER_SEC);
+	ck_assert_uint_eq(u->client_idle_timeout, 3600 * USEC_PER_SEC);
+	u = config_find_user(cfg, "bob");
+	ck_assert_uint_eq(u->query_timeout, 7 * USEC_PER_SEC); /* keys are case-insensitive */
+	ck_assert_uint_eq(u->client_idle_timeout, 0);
+	ck_assert_uint_eq(u->idle_transaction_timeout, 0);
+	u = config_find_user(cfg, "carol");
+	ck_assert_uint_eq(u->transaction_timeout, 500);
+	ck_assert_uint_eq(u->idle_transaction_timeout, 86400 * USEC_PER_SEC);
+	/* the entry does not touch the global value */
+	ck_assert_uint_eq(cfg->query_timeout, 30 * USEC_PER_SEC);
+	ck_assert_int_eq(other_warnings(), 0);
+	config_free(cfg);
+}
+END_TEST
+
+static const struct {
+	const char *value;
+	const char *needle;
+} bad_user[] = {
+    {"query_timeout=abc",
+     "user 'u': invalid value for query_timeout: not a time (seconds, or a number with us, "
+     "ms, s, min, h or d) ('abc')"},
+    {"idle_transaction_timeout=-1", "invalid value for idle_transaction_timeout: not a time"},
+    {"transaction_timeout=5 parsecs", "malformed value: expected key=value"},
+    {"transaction_timeout=5parsecs", "invalid value for transaction_timeout: not a time"},
+    {"client_idle_timeout=", "missing value for 'client_idle_timeout'"},
+    {"client_idle_timeout=99999999999999999999", "invalid value for client_idle_timeout"},
+    {"query_timeout=1e3", "invalid value for query_timeout: not a time"},
+};
+
+START_TEST(test_bad_user_timeouts)
+{
+	char text[256];
+	snprintf(text, sizeof(text), "[users]\nok = query_timeout=1\nu = %s\n", bad_user[_i].value);
+	load_fails_at(text, 3, bad_user[_i].needle);
+}
+END_TEST
+
+/*
+ * The pool accessors over a hand-built core: a [users] value above 0 replaces the
+ * global one, and RELOAD (pool_apply_config with a new config) and SET reach users
+ * that already exist.
+ */
+START_TEST(test_pool_timeout_accessors)
+{
+	struct config *cfg = load_ok("[pgbouncer]\n"
+	                             "query_timeout = 10\n"
+	                             "client_idle_timeout = 60\n"
+	                             "[users]\n"
+	                             "alice = query_timeout=2 idle_transaction_timeout=3 "
+	                             "transaction_timeout=4 client_idle_timeout=5\n"
+	                             "bob = query_timeout=0\n"
+	                             "forced = client_idle_timeout=7\n");
+	struct core core = {.cfg = cfg};
+	list_init(&core.databases);
+	list_init(&core.users);
+	list_init(&core.pools);
+	list_init(&core.login_clients);
+	list_init(&core.admin_clients); /* for pool_free_all */
+	struct user *alice = user_lookup(&core, "alice"), *bob = user_lookup(&core, "bob");
+	struct user *dave = user_lookup(&core, "dave"), *forced = user_lookup(&core, "forced");
+	struct pool pa = {.core = &core, .user = alice}, pb = {.core = &core, .user = bob};
+	struct pool pd = {.core = &core, .user = dave}, pf = {.core = &core, .user = forced};
+
+	ck_assert_uint_eq(pool_query_timeout(&pa), 2 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_idle_transaction_timeout(&pa), 3 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_transaction_timeout(&pa), 4 * USEC_PER_SEC);
+	/* 0 in the entry, or no entry: the global value */
+	ck_assert_uint_eq(pool_query_timeout(&pb), 10 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_idle_transaction_timeout(&pb), 0);
+	ck_assert_uint_eq(pool_query_timeout(&pd), 10 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_transaction_timeout(&pd), 0);
+
+	/* client_idle_timeout follows the client's login user, also in a forced-user pool */
+	struct conn ca = {.core = &core, .pool = &pa, .user_name = "alice"};
+	struct conn cd = {.core = &core, .pool = &pd, .user_name = "dave"};
+	struct conn cf_alice = {.core = &core, .pool = &pf, .user_name = "alice"};
+	struct conn cf_dave = {.core = &core, .pool = &pf, .user_name = "dave"};
+	struct conn nopool = {.core = &core, .user_name = "alice"};
+	ck_assert_uint_eq(pool_client_idle_timeout(&ca), 5 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cd), 60 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cf_alice), 5 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cf_dave), 60 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&nopool), 5 * USEC_PER_SEC);
+	/* while the forced user's own value serves servers' timeouts of that pool */
+	ck_assert_uint_eq(pool_query_timeout(&pf), 10 * USEC_PER_SEC);
+
+	/* SET of a global reaches users without their own value at once */
+	ck_assert(config_set(cfg, "query_timeout", "20", err, sizeof(err)));
+	ck_assert_uint_eq(pool_query_timeout(&pb), 20 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_query_timeout(&pa), 2 * USEC_PER_SEC);
+
+	/* RELOAD: changed, removed and added entries reach the live users */
+	struct config *cfg2 = load_ok("[pgbouncer]\n"
+	                              "idle_transaction_timeout = 30\n"
+	                              "[users]\n"
+	                              "alice = query_timeout=1min\n"
+	                              "dave = transaction_timeout=0.25 client_idle_timeout=9\n");
+	core.cfg = cfg2;
+	pool_apply_config(&core);
+	ck_assert_uint_eq(pool_query_timeout(&pa), 60 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_idle_transaction_timeout(&pa), 30 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_transaction_timeout(&pa), 0);
+	ck_assert_uint_eq(pool_client_idle_timeout(&ca), 0);
+	ck_assert_uint_eq(pool_transaction_timeout(&pd), 250 * USEC_PER_MSEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cd), 9 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cf_dave), 9 * USEC_PER_SEC);
+	ck_assert_uint_eq(pool_client_idle_timeout(&cf_alice), 0);
+
+	pool_free_all(&core);
+	config_free(cfg);
+	config_free(cfg2);
 }
 END_TEST
 
@@ -1001,6 +1135,9 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_password_never_echoed);
 	tcase_add_test(tc, test_bad_db_names);
 	tcase_add_test(tc, test_users);
+	tcase_add_test(tc, test_user_timeouts);
+	tcase_add_loop_test(tc, test_bad_user_timeouts, 0, sizeof(bad_user) / sizeof(bad_user[0]));
+	tcase_add_test(tc, test_pool_timeout_accessors);
 	tcase_add_test(tc, test_syntax_errors);
 	tcase_add_test(tc, test_unknown_key_warns_and_loads);
 	tcase_add_test(tc, test_unknown_sections);
