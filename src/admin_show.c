@@ -460,7 +460,7 @@ static void conn_row(struct core *core, struct conn *c, const struct admin_write
 	r_int(&r, x->is_server ? (long long)x->cancel_pid : 0);
 	r_str(&r, "");
 	r_str(&r, app ? app : "");
-	r_int(&r, 0);
+	r_int(&r, x->proto && x->proto->prepared_count ? x->proto->prepared_count(x) : 0);
 	r_u64(&r, x->id);
 	if (t == T_SERVERS) {
 		r_str(&r, x->pool && x->pool->login_error_msg ? "down" : "up");

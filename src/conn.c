@@ -128,20 +128,54 @@ static bool flush_generated(struct conn *dst)
 	return true;
 }
 
+/* Below this, forwarded bytes queued behind generated ones are copied behind them so
+ * both leave in one write. */
+#define COALESCE_MAX 4096
+
+static void move_forwarded(struct conn *dst, struct iobuf *b)
+{
+	iobuf_append(&dst->wbuf, b->data + b->sent, iobuf_unsent(b));
+	b->sent = b->done;
+	if (list_empty(&dst->flush_node))
+		list_add_tail(&flush_list, &dst->flush_node);
+}
+
+void conn_send_after_forwarded(struct conn *c, const void *data, size_t len)
+{
+	struct conn *src = c->link;
+	if (conn_is_dead(c))
+		return;
+	if (src && src->rbuf && iobuf_unsent(src->rbuf))
+		move_forwarded(c, src->rbuf);
+	if (len)
+		conn_send(c, data, len);
+}
+
+/* The peer forwarding to c may be waiting for c to drain. */
+static bool peer_waits(const struct conn *c)
+{
+	const struct conn *src = c->link;
+	return src && ((src->rbuf && iobuf_unsent(src->rbuf)) || (src->flags & CONN_F_READ_PAUSED));
+}
+
 void conn_forward(struct conn *src)
 {
 	struct conn *dst = src->link;
+	struct iobuf *b = src->rbuf;
 	bool congested = false;
-	if (src->rbuf && iobuf_unsent(src->rbuf) && dst && !conn_is_dead(dst)) {
+	if (dst && !conn_is_dead(dst)) {
+		if (b && iobuf_unsent(b) && dst->wbuf && iobuf_unsent(dst->wbuf) &&
+		    iobuf_unsent(dst->wbuf) + iobuf_unsent(b) <= COALESCE_MAX)
+			move_forwarded(dst, b);
 		if (!flush_generated(dst))
 			return;
-		if (!dst->wbuf || !iobuf_unsent(dst->wbuf)) {
-			if (!write_buf(dst, src->rbuf)) {
-				hooks->failed(dst, strerror(errno ? errno : EPIPE));
-				return;
-			}
+		if (b && iobuf_unsent(b) && (!dst->wbuf || !iobuf_unsent(dst->wbuf)) &&
+		    !write_buf(dst, b)) {
+			hooks->failed(dst, strerror(errno ? errno : EPIPE));
+			return;
 		}
-		congested = iobuf_unsent(src->rbuf) != 0;
+		/* what src sent that dst has not taken, forwarded or moved into its output */
+		congested = (b && iobuf_unsent(b)) || (dst->wbuf && iobuf_unsent(dst->wbuf));
 		conn_update_mask(dst);
 	}
 	/* back-pressure: src waits while dst cannot take what src already sent us */
@@ -168,7 +202,7 @@ void conn_flush_all(void)
 		if (!flush_generated(c))
 			continue;
 		/* a peer's bytes held back behind the generated ones can go now */
-		if (c->link && c->link->rbuf && iobuf_unsent(c->link->rbuf))
+		if (peer_waits(c))
 			conn_forward(c->link);
 		else
 			conn_update_mask(c);
@@ -192,11 +226,11 @@ static void on_writable(struct conn *c)
 	if (!flush_generated(c))
 		return;
 	struct conn *src = c->link;
-	if (src && src->rbuf && iobuf_unsent(src->rbuf)) {
+	if (peer_waits(c)) {
 		conn_forward(src);
 		if (conn_is_dead(c) || conn_is_dead(src))
 			return;
-		if (!iobuf_unsent(src->rbuf)) {
+		if (!src->rbuf || !iobuf_unsent(src->rbuf)) {
 			/* what waited behind the congestion can be processed now, and a
 			 * decision that waited for the peer to drain can be made */
 			if (src->is_server)

@@ -33,6 +33,24 @@ struct config;
  * (the built-in five and track_extra_parameters; case-insensitive), or NULL. */
 const char *pg_param_canonical(const struct config *cfg, const char *name);
 
+/* pg_prep.c: protocol-level prepared statements across servers */
+struct pg_cstmt;
+struct pg_sstmt;
+struct pg_qent;
+struct pg_cmap { /* a client's statement names */
+	struct pg_cstmt **b;
+	uint32_t nb, n;
+};
+struct pg_scache { /* what a server has prepared, with its LRU list */
+	struct pg_sstmt **b;
+	uint32_t nb, n;
+	struct list lru;
+};
+struct pg_queue { /* client messages whose replies the server still owes, in order */
+	struct pg_qent *v;
+	uint32_t head, n, cap;
+};
+
 enum pgc_phase {
 	PGC_STARTUP,    /* waiting for the startup packet */
 	PGC_PASSWORD,   /* sent a cleartext/md5 request */
@@ -42,17 +60,24 @@ enum pgc_phase {
 	PGC_READY,      /* logged in */
 };
 
-struct pg_client {
-	enum pgc_phase phase;
-	bool negotiated_ssl;
+/* What only the login needs; freed (and wiped) once the client is in, so an idle
+ * client costs little. */
+struct pg_login {
 	uint8_t md5_salt[4];
-	char *secret; /* copy of the auth_file secret, wiped on free */
+	char *secret; /* copy of the auth_file secret */
 	enum secret_kind secret_kind;
 	bool user_known;
 	struct scram_server scram;
+};
+
+struct pg_client {
+	enum pgc_phase phase;
+	bool negotiated_ssl;
+	struct pg_login *login;  /* NULL after login */
 	struct pg_params wanted; /* tracked parameters as the client wants them */
 	uint32_t pkt_remain;     /* bytes of a message still to forward */
 	bool applying;           /* a SET of its parameters runs on the server */
+	struct pg_cmap prepared; /* named statements, when pg_prep is on */
 	/* admin console */
 	bool console;
 	bool console_busy; /* a command is running: later ones wait */
@@ -86,6 +111,10 @@ struct pg_server {
 	bool session_changed;     /* a SET/RESET ran: reset before the next client */
 	usec_t query_start, xact_start;
 	usec_t idle_since; /* the last ReadyForQuery, for idle_transaction_timeout */
+	bool track;        /* pg_prep runs for the attached client */
+	bool skipping;     /* an error made the server skip messages up to the next Sync */
+	struct pg_scache prepared;
+	struct pg_queue queue;
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */
@@ -123,6 +152,8 @@ void pg_send_out(struct conn *c, struct pg_out *o);
 
 /* pg_client.c */
 void pg_client_accepted(struct conn *c);
+/* Wipes and frees the login state; NULL is fine. */
+void pg_client_forget_login(struct pg_client *pc);
 void pg_client_input(struct conn *c);
 void pg_client_linked(struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal);
@@ -145,6 +176,29 @@ void pg_server_internal_query(struct conn *s, const char *sql);
 /* Client parameters differing from the server's: a SET list to run, or false. */
 bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
                          struct pg_out *sql);
+
+/* pg_prep.c */
+enum pg_prep_result {
+	PREP_FORWARD,  /* forward the next *fwd bytes as they are */
+	PREP_CONSUMED, /* the message was handled (swallowed or sent rewritten) */
+	PREP_WAIT,     /* more of the message must arrive first */
+	PREP_FAILED,   /* the client was closed */
+};
+/* A client message on a server with tracking on; its header is at the parse cursor. */
+enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t len, uint32_t *fwd);
+/* A client between transactions whose buffered messages up to a Sync only prepare
+ * (or close) statements some server has already accepted: answered here, no server
+ * needed. False when the client needs a server. */
+bool pg_prep_answer_idle(struct conn *c);
+/* A reply header from the server: true when sluice swallows that message. */
+bool pg_prep_server_reply(struct conn *s, uint8_t type);
+/* Sends the replies sluice makes up that have reached the head of the queue. */
+void pg_prep_send_made_up(struct conn *s);
+/* A CommandComplete: DEALLOCATE ALL and DISCARD ALL forget statements. */
+void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len);
+void pg_prep_client_free(struct pg_client *pc);
+void pg_prep_server_free(struct pg_server *ps);
+unsigned pg_prep_count(const struct conn *c);
 
 /* pg_admin.c */
 bool pg_console_peer_ok(const struct conn *c);

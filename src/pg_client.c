@@ -22,6 +22,8 @@
 
 #define MAX_STARTUP_PARAMS 64
 
+static bool prep_applies(const struct conn *c);
+
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal)
 {
 	struct pg_out o;
@@ -70,14 +72,18 @@ static void auth_failed(struct conn *c, const char *reason)
 	client_fail(c, "28P01", msg);
 }
 
-static void wipe_secret(struct pg_client *pc)
+void pg_client_forget_login(struct pg_client *pc)
 {
-	if (pc->secret) {
-		explicit_bzero(pc->secret, strlen(pc->secret));
-		free(pc->secret);
-		pc->secret = NULL;
+	struct pg_login *l = pc->login;
+	if (!l)
+		return;
+	if (l->secret) {
+		explicit_bzero(l->secret, strlen(l->secret));
+		free(l->secret);
 	}
-	scram_server_clear(&pc->scram);
+	scram_server_clear(&l->scram);
+	free(l);
+	pc->login = NULL;
 }
 
 void pg_client_accepted(struct conn *c)
@@ -85,6 +91,7 @@ void pg_client_accepted(struct conn *c)
 	struct pg_client *pc = xcalloc(1, sizeof(*pc));
 	c->pstate = pc;
 	pc->phase = PGC_STARTUP;
+	pc->login = xcalloc(1, sizeof(*pc->login));
 	uint32_t key[2];
 	if (!random_bytes(key, sizeof(key))) {
 		client_fail(c, "58000", "cannot generate a cancel key");
@@ -124,7 +131,7 @@ static void auth_ok(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
 	struct core *core = c->core;
-	wipe_secret(pc);
+	pg_client_forget_login(pc);
 	struct pg_out o;
 	pg_out_init(&o);
 	pg_out_auth(&o, 0, NULL, 0);
@@ -283,9 +290,9 @@ static void start_auth(struct conn *c)
 	struct core *core = c->core;
 	const struct auth_user *au = core->auth ? auth_file_find(core->auth, c->user_name) : NULL;
 	if (au) {
-		pc->user_known = true;
-		pc->secret = xstrdup(au->secret);
-		pc->secret_kind = au->kind;
+		pc->login->user_known = true;
+		pc->login->secret = xstrdup(au->secret);
+		pc->login->secret_kind = au->kind;
 	}
 	switch (core->cfg->auth_type) {
 	case AUTH_ANY:
@@ -309,11 +316,11 @@ static void start_auth(struct conn *c)
 			start_scram(c); /* an md5 challenge cannot be checked against it */
 			return;
 		}
-		if (!random_bytes(pc->md5_salt, 4)) {
+		if (!random_bytes(pc->login->md5_salt, 4)) {
 			auth_failed(c, "no randomness for the md5 salt");
 			return;
 		}
-		send_auth_request(c, 5, pc->md5_salt, 4);
+		send_auth_request(c, 5, pc->login->md5_salt, 4);
 		pc->phase = PGC_PASSWORD;
 		return;
 	case AUTH_SCRAM:
@@ -342,14 +349,15 @@ static bool check_plain_password(struct conn *c, const char *pw)
 	struct pg_client *pc = pgc(c);
 	char hash[MD5_PASSWD_LEN + 1];
 	struct scram_secret have, got;
-	switch (pc->secret_kind) {
+	switch (pc->login->secret_kind) {
 	case SECRET_PLAIN:
-		return strlen(pw) == strlen(pc->secret) && mem_equal_ct(pw, pc->secret, strlen(pw));
+		return strlen(pw) == strlen(pc->login->secret) &&
+		       mem_equal_ct(pw, pc->login->secret, strlen(pw));
 	case SECRET_MD5:
 		return md5_password_hash(pw, c->user_name, hash) &&
-		       mem_equal_ct(hash, pc->secret, MD5_PASSWD_LEN + 1);
+		       mem_equal_ct(hash, pc->login->secret, MD5_PASSWD_LEN + 1);
 	case SECRET_SCRAM:
-		return scram_parse_secret(pc->secret, &have) &&
+		return scram_parse_secret(pc->login->secret, &have) &&
 		       scram_secret_from_password(pw, have.salt, have.salt_len, have.iterations,
 		                                  &got) &&
 		       mem_equal_ct(have.stored_key, got.stored_key, SCRAM_KEY_LEN);
@@ -367,16 +375,16 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 		login_fail(c, "08P01", "invalid password packet");
 		return;
 	}
-	if (!pc->user_known)
+	if (!pc->login->user_known)
 		ok = false;
 	else if (c->core->cfg->auth_type == AUTH_PLAIN)
 		ok = check_plain_password(c, pw);
 	else
-		ok = pc->secret_kind != SECRET_SCRAM &&
-		     md5_check_response(pc->secret, pc->secret_kind == SECRET_MD5, c->user_name,
-		                        pc->md5_salt, pw);
+		ok = pc->login->secret_kind != SECRET_SCRAM &&
+		     md5_check_response(pc->login->secret, pc->login->secret_kind == SECRET_MD5,
+		                        c->user_name, pc->login->md5_salt, pw);
 	if (!ok) {
-		auth_failed(c, pc->user_known ? "wrong password" : "user not in auth_file");
+		auth_failed(c, pc->login->user_known ? "wrong password" : "user not in auth_file");
 		return;
 	}
 	auth_ok(c);
@@ -385,11 +393,11 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 {
 	struct pg_client *pc = pgc(c);
-	if (pc->user_known && pc->secret_kind == SECRET_SCRAM)
-		return scram_parse_secret(pc->secret, sec);
-	if (pc->user_known && pc->secret_kind == SECRET_PLAIN)
-		return scram_secret_from_password(pc->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS,
-		                                  sec);
+	if (pc->login->user_known && pc->login->secret_kind == SECRET_SCRAM)
+		return scram_parse_secret(pc->login->secret, sec);
+	if (pc->login->user_known && pc->login->secret_kind == SECRET_PLAIN)
+		return scram_secret_from_password(pc->login->secret, NULL, 0,
+		                                  SCRAM_DEFAULT_ITERATIONS, sec);
 	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
 	 * at the end, so the client cannot tell which users exist */
 	char fake[33];
@@ -397,7 +405,7 @@ static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 	if (!random_bytes(rnd, sizeof(rnd)))
 		return false;
 	hex_encode(rnd, sizeof(rnd), fake);
-	pc->user_known = false;
+	pc->login->user_known = false;
 	return scram_secret_from_password(fake, NULL, 0, SCRAM_DEFAULT_ITERATIONS, sec);
 }
 
@@ -422,7 +430,7 @@ static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
 		auth_failed(c, "unusable SCRAM secret");
 		return;
 	}
-	if (!scram_server_first(&pc->scram, &sec, (const char *)data, dlen, &reply)) {
+	if (!scram_server_first(&pc->login->scram, &sec, (const char *)data, dlen, &reply)) {
 		explicit_bzero(&sec, sizeof(sec));
 		auth_failed(c, "malformed SCRAM client-first-message");
 		return;
@@ -438,12 +446,13 @@ static void keep_scram_keys(struct conn *c)
 	struct pg_client *pc = pgc(c);
 	struct scram_secret sec;
 	struct database *db = pc->console ? NULL : database_lookup(c->core, c->db_name);
-	if (pc->secret_kind != SECRET_SCRAM || !pc->scram.have_client_key || !db || db->force_user)
+	if (pc->login->secret_kind != SECRET_SCRAM || !pc->login->scram.have_client_key || !db ||
+	    db->force_user)
 		return;
-	if (!scram_parse_secret(pc->secret, &sec))
+	if (!scram_parse_secret(pc->login->secret, &sec))
 		return;
 	struct user *u = user_lookup(c->core, c->user_name);
-	memcpy(u->scram_client_key, pc->scram.client_key, SCRAM_KEY_LEN);
+	memcpy(u->scram_client_key, pc->login->scram.client_key, SCRAM_KEY_LEN);
 	memcpy(u->scram_server_key, sec.server_key, SCRAM_KEY_LEN);
 	u->have_scram_keys = true;
 	explicit_bzero(&sec, sizeof(sec));
@@ -453,11 +462,11 @@ static void handle_sasl_final(struct conn *c, const uint8_t *body, uint32_t len)
 {
 	struct pg_client *pc = pgc(c);
 	char *reply = NULL;
-	bool ok = scram_server_final(&pc->scram, (const char *)body, len, &reply);
-	if (!ok || !pc->user_known) {
+	bool ok = scram_server_final(&pc->login->scram, (const char *)body, len, &reply);
+	if (!ok || !pc->login->user_known) {
 		free(reply);
-		auth_failed(c, pc->user_known ? "wrong password (SCRAM proof)"
-		                              : "user not in auth_file or no SCRAM secret");
+		auth_failed(c, pc->login->user_known ? "wrong password (SCRAM proof)"
+		                                     : "user not in auth_file or no SCRAM secret");
 		return;
 	}
 	send_auth_request(c, 12, reply, strlen(reply));
@@ -592,6 +601,7 @@ void pg_client_linked(struct conn *c)
 			return;
 		}
 	}
+	pgs(s)->track = prep_applies(c);
 	struct pg_out sql;
 	pg_out_init(&sql);
 	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &sql)) {
@@ -624,14 +634,14 @@ static void client_idle_expired(struct loop *l, struct loop_timer *t, void *arg)
 	(void)l;
 	(void)t;
 	snprintf(msg, sizeof(msg), "client_idle_timeout: client idle for %.1f s",
-	         (double)c->core->cfg->client_idle_timeout / USEC_PER_SEC);
+	         (double)pool_client_idle_timeout(c) / USEC_PER_SEC);
 	conn_log(c, LOG_LVL_INFO, "%s", msg);
 	client_fail(c, "08P01", msg);
 }
 
 void pg_client_arm_idle(struct conn *c)
 {
-	usec_t t = c->core->cfg->client_idle_timeout;
+	usec_t t = pool_client_idle_timeout(c);
 	if (t && !pgc(c)->console && (c->state == CL_IDLE || c->state == CL_ACTIVE))
 		loop_timer_start(c->core->loop, &c->timer, t, 0, client_idle_expired, c);
 }
@@ -651,7 +661,8 @@ static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t t
 		}
 	} else if (type == 'P') {
 		st->client_parses++;
-		st->server_parses++;
+		if (!ps->track) /* pg_prep counts the Parses that reach a server */
+			st->server_parses++;
 	} else if (type == 'B') {
 		st->binds++;
 	}
@@ -664,36 +675,70 @@ static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t t
 		ps->unsynced = true;
 }
 
+/* Whether named prepared statements are tracked for this client (pg_prep.c); a client
+ * that has some keeps them even if the setting went to 0. */
+static bool prep_applies(const struct conn *c)
+{
+	return pool_effective_mode(c->pool) != POOL_SESSION &&
+	       (c->core->cfg->max_prepared_statements > 0 || pgc(c)->prepared.n > 0);
+}
+
+/* One message whose header is at the parse cursor: false when the relay must stop. */
+static bool relay_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
+{
+	uint32_t fwd = len + 1;
+	if (ps->track) {
+		switch (pg_prep_client_msg(c, type, len, &fwd)) {
+		case PREP_WAIT:
+		case PREP_FAILED:
+			return false;
+		case PREP_CONSUMED:
+			fwd = 0;
+			break;
+		case PREP_FORWARD:
+			break;
+		}
+	}
+	count_client_message(c, ps, type, len);
+	pgc(c)->pkt_remain = fwd;
+	return true;
+}
+
 void pg_client_relay(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
-	struct iobuf *b = c->rbuf;
 	uint8_t type;
 	uint32_t len;
-	if (!b || c->state == CL_JUSTFREE || pc->applying)
+	if (!c->rbuf || c->state == CL_JUSTFREE || pc->applying)
 		return;
 	if (!c->link) {
+		/* libpq's PQprepare between transactions must not wait for a server: a
+		 * program preparing on one connection while its others hold the pool in
+		 * open transactions would wait for itself */
+		while (c->state == CL_IDLE && prep_applies(c) && pg_prep_answer_idle(c))
+			;
 		/* a server is asked for at the first message that needs one */
-		if (iobuf_unparsed(b) && next_header(c, &type, &len) && c->state == CL_IDLE)
+		if (iobuf_unparsed(c->rbuf) && next_header(c, &type, &len) && c->state == CL_IDLE)
 			pool_lease(c);
 		return;
 	}
-	struct pg_server *ps = pgs(c->link);
-	if (c->core->cfg->client_idle_timeout)
-		loop_timer_stop(c->core->loop, &c->timer);
+	struct conn *s = c->link;
+	struct pg_server *ps = pgs(s);
+	loop_timer_stop(c->core->loop, &c->timer); /* client_idle_timeout */
 	/* shutting down after running queries: start no new one */
-	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(c->link) && !pc->pkt_remain)
+	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(s) && !pc->pkt_remain)
 		return;
-	while (iobuf_unparsed(b)) {
+	while (iobuf_unparsed(c->rbuf)) {
 		if (pc->pkt_remain) {
-			pg_stream_rest(b, &pc->pkt_remain, true);
+			pg_stream_rest(c->rbuf, &pc->pkt_remain, true);
 			continue;
 		}
-		if (!next_header(c, &type, &len))
+		if (!next_header(c, &type, &len) || !relay_message(c, ps, type, len))
 			break;
-		count_client_message(c, ps, type, len);
-		pc->pkt_remain = len + 1;
 	}
-	if (c->state != CL_JUSTFREE)
-		conn_forward(c);
+	if (c->state == CL_JUSTFREE)
+		return;
+	if (ps->track)
+		pg_prep_send_made_up(s);
+	conn_forward(c);
 }

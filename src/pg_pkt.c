@@ -139,6 +139,8 @@ static void out_need(struct pg_out *o, size_t n)
 
 void pg_out_bytes(struct pg_out *o, const void *p, size_t n)
 {
+	if (!n)
+		return; /* p may be NULL then */
 	out_need(o, n);
 	memcpy(o->data + o->len, p, n);
 	o->len += n;

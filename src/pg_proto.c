@@ -18,16 +18,14 @@ static void pg_conn_free(struct conn *c)
 		scram_client_clear(&ps->scram);
 		pg_params_free(&ps->params);
 		free(ps->internal_error);
+		pg_prep_server_free(ps);
 	} else {
 		struct pg_client *pc = pgc(c);
 		if (pc->console)
 			admin_forget(c->core, c);
-		if (pc->secret) {
-			explicit_bzero(pc->secret, strlen(pc->secret));
-			free(pc->secret);
-		}
-		scram_server_clear(&pc->scram);
+		pg_client_forget_login(pc);
 		pg_params_free(&pc->wanted);
+		pg_prep_client_free(pc);
 	}
 	free(c->pstate);
 	c->pstate = NULL;
@@ -55,5 +53,6 @@ const struct proto_ops pg_proto = {
     .server_clean = pg_server_clean,
     .server_reset = pg_server_reset,
     .conn_param = pg_conn_param,
+    .prepared_count = pg_prep_count,
     .conn_free = pg_conn_free,
 };

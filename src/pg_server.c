@@ -333,6 +333,8 @@ static void internal_msg(struct conn *s, uint8_t type, const uint8_t *body, uint
 	struct pg_error_fields ef;
 	if (type == 'S') {
 		take_param_status(s, body, len);
+	} else if (type == 'C') {
+		pg_prep_command_done(s, body, len); /* a DISCARD ALL reset */
 	} else if (type == 'E' && !ps->internal_failed) {
 		ps->internal_failed = true;
 		free(ps->internal_error);
@@ -359,9 +361,11 @@ static bool message_needed_whole(const struct conn *s, uint8_t type)
 	bool linked = s->link != NULL;
 	if (ps->phase == PGS_LOGIN || ps->internal || !linked)
 		return type != 'D' && type != 'T' && type != 'd';
-	/* CommandComplete only matters where a SET can outlive its client */
+	/* CommandComplete only matters where a SET can outlive its client; ParseComplete
+	 * and CloseComplete may be sluice's own, to swallow */
 	return type == 'Z' || type == 'S' ||
-	       (type == 'C' && pool_effective_mode(s->pool) != POOL_SESSION);
+	       (type == 'C' && pool_effective_mode(s->pool) != POOL_SESSION) ||
+	       (ps->track && (type == '1' || type == '3'));
 }
 
 /* --- query_timeout, idle_transaction_timeout, transaction_timeout --- */
@@ -369,22 +373,21 @@ static bool message_needed_whole(const struct conn *s, uint8_t type)
 static const char *server_timeout_due(const struct conn *s, usec_t now, char *msg, size_t len)
 {
 	const struct pg_server *ps = pgs(s);
-	const struct config *cfg = s->core->cfg;
-	if (ps->outstanding && cfg->query_timeout && now - ps->query_start >= cfg->query_timeout) {
+	usec_t qt = pool_query_timeout(s->pool), tt = pool_transaction_timeout(s->pool);
+	usec_t it = pool_idle_transaction_timeout(s->pool);
+	if (ps->outstanding && qt && now - ps->query_start >= qt) {
 		snprintf(msg, len, "query_timeout: query ran longer than %.1f s",
-		         (double)cfg->query_timeout / USEC_PER_SEC);
+		         (double)qt / USEC_PER_SEC);
 		return "57014";
 	}
-	if (ps->in_xact && cfg->transaction_timeout &&
-	    now - ps->xact_start >= cfg->transaction_timeout) {
+	if (ps->in_xact && tt && now - ps->xact_start >= tt) {
 		snprintf(msg, len, "transaction_timeout: transaction ran longer than %.1f s",
-		         (double)cfg->transaction_timeout / USEC_PER_SEC);
+		         (double)tt / USEC_PER_SEC);
 		return "25P04";
 	}
-	if (!ps->outstanding && ps->txn_status != 'I' && cfg->idle_transaction_timeout &&
-	    now - ps->idle_since >= cfg->idle_transaction_timeout) {
+	if (!ps->outstanding && ps->txn_status != 'I' && it && now - ps->idle_since >= it) {
 		snprintf(msg, len, "idle_transaction_timeout: idle in transaction for %.1f s",
-		         (double)cfg->idle_transaction_timeout / USEC_PER_SEC);
+		         (double)it / USEC_PER_SEC);
 		return "25P03";
 	}
 	return NULL;
@@ -415,18 +418,19 @@ static void earliest(usec_t *deadline, usec_t at)
 
 void pg_server_arm_timeouts(struct conn *s)
 {
-	const struct config *cfg = s->core->cfg;
 	const struct pg_server *ps = pgs(s);
 	struct loop *l = s->core->loop;
+	usec_t qt = pool_query_timeout(s->pool), tt = pool_transaction_timeout(s->pool);
+	usec_t it = pool_idle_transaction_timeout(s->pool);
 	usec_t deadline = 0, now = loop_now(l);
-	if (!cfg->query_timeout && !cfg->transaction_timeout && !cfg->idle_transaction_timeout)
+	if (!qt && !tt && !it)
 		return;
-	if (ps->outstanding && cfg->query_timeout)
-		earliest(&deadline, ps->query_start + cfg->query_timeout);
-	if (ps->in_xact && cfg->transaction_timeout)
-		earliest(&deadline, ps->xact_start + cfg->transaction_timeout);
-	if (!ps->outstanding && ps->txn_status != 'I' && cfg->idle_transaction_timeout)
-		earliest(&deadline, ps->idle_since + cfg->idle_transaction_timeout);
+	if (ps->outstanding && qt)
+		earliest(&deadline, ps->query_start + qt);
+	if (ps->in_xact && tt)
+		earliest(&deadline, ps->xact_start + tt);
+	if (!ps->outstanding && ps->txn_status != 'I' && it)
+		earliest(&deadline, ps->idle_since + it);
 	if (!deadline)
 		loop_timer_stop(l, &s->timer);
 	else
@@ -490,8 +494,9 @@ static void finish_release(struct conn *s, struct pg_server *ps)
 		ps->release_pending = false; /* it sent more meanwhile: keep serving it */
 		return;
 	}
-	if (!ps->release_pending || iobuf_unsent(s->rbuf))
-		return; /* the client has not taken every reply yet */
+	/* the client has not taken every reply yet (some may wait in its own output) */
+	if (!ps->release_pending || iobuf_unsent(s->rbuf) || (c->wbuf && iobuf_unsent(c->wbuf)))
+		return;
 	ps->release_pending = false;
 	pool_release(c);
 	pg_client_arm_idle(c);
@@ -511,6 +516,8 @@ static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_
 		if ((len >= 4 && memcmp(body, "SET", 3) == 0 && (body[3] == 0 || body[3] == ' ')) ||
 		    (len >= 6 && memcmp(body, "RESET", 5) == 0))
 			ps->session_changed = true;
+		if (ps->track)
+			pg_prep_command_done(s, body, len);
 	} else if (type == 'Z' && len >= 1) {
 		ps->txn_status = (char)body[0];
 		count_ready(s, ps);
@@ -558,6 +565,8 @@ void pg_server_input(struct conn *s)
 			pg_stream_rest(b, &ps->pkt_remain, forward);
 			continue;
 		}
+		if (forward && ps->track)
+			pg_prep_send_made_up(s);
 		uint8_t type;
 		uint32_t len;
 		enum pg_hdr_result h =
@@ -568,15 +577,17 @@ void pg_server_input(struct conn *s)
 			server_close(s, "invalid message length from server");
 			return;
 		}
-		if (forward)
-			s->pool->stats.total.bytes_sent += len + 1;
-		if (!message_needed_whole(s, type) || len + 1 > SERVER_WHOLE_MSG_MAX) {
-			ps->pkt_remain = len + 1;
-			continue;
-		}
-		if (iobuf_unparsed(b) < len + 1) {
+		bool whole = message_needed_whole(s, type) && len + 1 <= SERVER_WHOLE_MSG_MAX;
+		if (whole && iobuf_unparsed(b) < len + 1) {
 			iobuf_reserve(&s->rbuf, len + 1);
 			break;
+		}
+		if (forward)
+			s->pool->stats.total.bytes_sent += len + 1;
+		bool swallow = forward && ps->track && pg_prep_server_reply(s, type);
+		if (!whole) {
+			ps->pkt_remain = len + 1;
+			continue;
 		}
 		dispatch_whole(s, type, iobuf_parse_ptr(b) + 5, len - 4);
 		if (s->state == SV_JUSTFREE)
@@ -584,12 +595,14 @@ void pg_server_input(struct conn *s)
 		/* the relay decision is made on the state before the message was handled;
 		 * a ReadyForQuery that opened a transaction in statement mode is replaced
 		 * by the error the client gets */
-		if (forward && s->rbuf == b && !ps->statement_violation)
+		if (forward && s->rbuf == b && !ps->statement_violation && !swallow)
 			iobuf_mark_send(b, len + 1);
 		else if (s->rbuf == b)
 			iobuf_swallow(b, len + 1);
 	}
 	if (s->state != SV_JUSTFREE && s->link) {
+		if (ps->track)
+			pg_prep_send_made_up(s);
 		conn_forward(s);
 		if (s->state != SV_JUSTFREE && s->link && s->rbuf &&
 		    (ps->release_pending || ps->statement_violation))
@@ -601,7 +614,7 @@ bool pg_server_clean(const struct conn *s)
 {
 	const struct pg_server *ps = pgs(s);
 	return ps && ps->phase == PGS_READY && !ps->internal && !ps->outstanding &&
-	       ps->txn_status == 'I' && !ps->pkt_remain;
+	       ps->txn_status == 'I' && !ps->pkt_remain && !ps->queue.n && !ps->skipping;
 }
 
 bool pg_server_reset(struct conn *s)

@@ -41,6 +41,10 @@ struct proto_ops {
 	 * SHOW CLIENTS/SERVERS/FDS; NULL when unknown. */
 	const char *(*conn_param)(const struct conn *c, const char *name);
 
+	/* Protocol-level prepared statements a client has named or a server holds, for
+	 * SHOW CLIENTS/SERVERS. */
+	unsigned (*prepared_count)(const struct conn *c);
+
 	/* Free the private state of either side. */
 	void (*conn_free)(struct conn *c);
 };

@@ -1,0 +1,769 @@
+/*
+ * pg_prep: protocol-level named prepared statements in transaction and statement
+ * pooling, where a client's next transaction may run on another server.
+ *
+ * A client's named Parse is remembered (client name -> statement) and the statement
+ * is prepared under sluice's own name ("sluice_<id>") on each server the first time
+ * that server needs it: a Bind or Describe of a statement the server lacks is
+ * preceded by an injected Parse whose ParseComplete is swallowed. Identical statement
+ * texts share one registry entry, so a server prepares each text once for every
+ * client. Each server keeps at most max_prepared_statements, least recently used
+ * first out (closed with a Close whose CloseComplete is swallowed). A client's Close
+ * of a statement is answered here.
+ *
+ * Replies that sluice makes up (ParseComplete, CloseComplete) must reach the client
+ * exactly where the server's own replies would have, so each server keeps a queue of
+ * the client messages that owe a reply, in order; every reply from the server pops
+ * the entry it answers, and a made-up reply goes out once it reaches the head. After
+ * an error the server skips everything up to Sync: statements whose Parse was
+ * skipped are forgotten on that server, so the next use prepares them again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "pg.h"
+#include "pool.h"
+
+#define NAME_SCAN_MAX 65536u /* a Bind's two names must fit in this many bytes */
+
+/* --- the registry: one entry per distinct statement text and parameter types --- */
+
+struct pg_stmt {
+	struct pg_stmt *hnext;
+	uint64_t id; /* the server-side name is sluice_<id> */
+	uint32_t hash;
+	uint32_t refs;
+	bool validated;    /* a server accepted it once: a Parse of it can be answered here */
+	uint32_t body_len; /* query, NUL, int16 count, int32 type oids: Parse after the name */
+	uint8_t body[];
+};
+
+static struct {
+	struct pg_stmt **b;
+	uint32_t nb, n;
+	uint64_t next_id;
+} registry;
+
+static uint32_t hash_bytes(const void *p, size_t n)
+{
+	const uint8_t *s = p;
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 16777619u;
+	return h;
+}
+
+static void registry_grow(void)
+{
+	uint32_t nb = registry.nb ? registry.nb * 2 : 64;
+	struct pg_stmt **b = xcalloc(nb, sizeof(*b));
+	for (uint32_t i = 0; i < registry.nb; i++) {
+		struct pg_stmt *st, *next;
+		for (st = registry.b[i]; st; st = next) {
+			next = st->hnext;
+			st->hnext = b[st->hash & (nb - 1)];
+			b[st->hash & (nb - 1)] = st;
+		}
+	}
+	free(registry.b);
+	registry.b = b;
+	registry.nb = nb;
+}
+
+static struct pg_stmt *stmt_find(const uint8_t *body, uint32_t len, uint32_t h)
+{
+	if (!registry.nb)
+		return NULL;
+	for (struct pg_stmt *st = registry.b[h & (registry.nb - 1)]; st; st = st->hnext)
+		if (st->hash == h && st->body_len == len && memcmp(st->body, body, len) == 0)
+			return st;
+	return NULL;
+}
+
+/* The entry for this statement body, with a reference for the caller. */
+static struct pg_stmt *stmt_get(const uint8_t *body, uint32_t len)
+{
+	uint32_t h = hash_bytes(body, len);
+	struct pg_stmt *st = stmt_find(body, len, h);
+	if (st) {
+		st->refs++;
+		return st;
+	}
+	if (registry.n >= registry.nb)
+		registry_grow();
+	struct pg_stmt **slot = &registry.b[h & (registry.nb - 1)];
+	st = xmalloc(sizeof(*st) + len);
+	st->id = ++registry.next_id;
+	st->hash = h;
+	st->refs = 1;
+	st->validated = false;
+	st->body_len = len;
+	memcpy(st->body, body, len);
+	st->hnext = *slot;
+	*slot = st;
+	registry.n++;
+	return st;
+}
+
+static struct pg_stmt *stmt_ref(struct pg_stmt *st)
+{
+	if (st)
+		st->refs++;
+	return st;
+}
+
+static void stmt_unref(struct pg_stmt *st)
+{
+	if (!st || --st->refs)
+		return;
+	struct pg_stmt **pp = &registry.b[st->hash & (registry.nb - 1)];
+	while (*pp != st)
+		pp = &(*pp)->hnext;
+	*pp = st->hnext;
+	registry.n--;
+	free(st);
+}
+
+static int server_name(const struct pg_stmt *st, char *buf, size_t len)
+{
+	return snprintf(buf, len, "sluice_%llu", (unsigned long long)st->id);
+}
+
+/* --- a client's names --- */
+
+struct pg_cstmt {
+	struct pg_cstmt *next;
+	struct pg_stmt *stmt;
+	char name[];
+};
+
+static struct pg_cstmt **cmap_slot(struct pg_cmap *m, const char *name)
+{
+	struct pg_cstmt **pp = &m->b[hash_bytes(name, strlen(name)) & (m->nb - 1)];
+	while (*pp && strcmp((*pp)->name, name) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static struct pg_cstmt *cmap_find(struct pg_cmap *m, const char *name)
+{
+	return m->nb ? *cmap_slot(m, name) : NULL;
+}
+
+static void cmap_grow(struct pg_cmap *m)
+{
+	struct pg_cmap nm = {xcalloc(m->nb ? m->nb * 2 : 16, sizeof(struct pg_cstmt *)),
+	                     m->nb ? m->nb * 2 : 16, m->n};
+	for (uint32_t i = 0; i < m->nb; i++) {
+		struct pg_cstmt *cs, *next;
+		for (cs = m->b[i]; cs; cs = next) {
+			next = cs->next;
+			struct pg_cstmt **slot = cmap_slot(&nm, cs->name);
+			cs->next = NULL;
+			*slot = cs;
+		}
+	}
+	free(m->b);
+	*m = nm;
+}
+
+/* Binds name to st, taking over the caller's reference. A name the client reuses is
+ * rebound (PostgreSQL would refuse it while the old one exists; the client is told
+ * nothing it could not also get by closing first). */
+static void cmap_set(struct pg_cmap *m, const char *name, struct pg_stmt *st)
+{
+	if (m->n >= m->nb)
+		cmap_grow(m);
+	struct pg_cstmt **slot = cmap_slot(m, name);
+	if (*slot) {
+		stmt_unref((*slot)->stmt);
+		(*slot)->stmt = st;
+		return;
+	}
+	size_t len = strlen(name);
+	struct pg_cstmt *cs = xmalloc(sizeof(*cs) + len + 1);
+	memcpy(cs->name, name, len + 1);
+	cs->stmt = st;
+	cs->next = NULL;
+	*slot = cs;
+	m->n++;
+}
+
+static void cmap_remove(struct pg_cmap *m, const char *name)
+{
+	if (!m->nb)
+		return;
+	struct pg_cstmt **slot = cmap_slot(m, name);
+	struct pg_cstmt *cs = *slot;
+	if (!cs)
+		return;
+	*slot = cs->next;
+	stmt_unref(cs->stmt);
+	free(cs);
+	m->n--;
+}
+
+static void cmap_clear(struct pg_cmap *m)
+{
+	for (uint32_t i = 0; i < m->nb; i++) {
+		struct pg_cstmt *cs, *next;
+		for (cs = m->b[i]; cs; cs = next) {
+			next = cs->next;
+			stmt_unref(cs->stmt);
+			free(cs);
+		}
+	}
+	free(m->b);
+	memset(m, 0, sizeof(*m));
+}
+
+/* --- what a server has prepared, in LRU order --- */
+
+struct pg_sstmt {
+	struct pg_sstmt *next;
+	struct list lru; /* most recently used at the tail */
+	struct pg_stmt *stmt;
+};
+
+static struct pg_sstmt **scache_slot(struct pg_scache *sc, const struct pg_stmt *st)
+{
+	uint32_t h = (uint32_t)((st->id * 0x9e3779b97f4a7c15ull) >> 32);
+	struct pg_sstmt **pp = &sc->b[h & (sc->nb - 1)];
+	while (*pp && (*pp)->stmt != st)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* True when the server has st; it becomes the most recently used. */
+static bool scache_touch(struct pg_scache *sc, const struct pg_stmt *st)
+{
+	struct pg_sstmt *ss = sc->nb ? *scache_slot(sc, st) : NULL;
+	if (!ss)
+		return false;
+	list_del(&ss->lru);
+	list_add_tail(&sc->lru, &ss->lru);
+	return true;
+}
+
+static void scache_grow(struct pg_scache *sc)
+{
+	uint32_t onb = sc->nb;
+	struct pg_sstmt **ob = sc->b;
+	sc->nb = onb ? onb * 2 : 16;
+	sc->b = xcalloc(sc->nb, sizeof(*sc->b));
+	for (uint32_t i = 0; i < onb; i++) {
+		struct pg_sstmt *ss, *next;
+		for (ss = ob[i]; ss; ss = next) {
+			next = ss->next;
+			ss->next = NULL;
+			*scache_slot(sc, ss->stmt) = ss;
+		}
+	}
+	free(ob);
+}
+
+static void scache_add(struct pg_scache *sc, struct pg_stmt *st)
+{
+	if (!sc->nb)
+		list_init(&sc->lru);
+	if (sc->n >= sc->nb)
+		scache_grow(sc);
+	struct pg_sstmt **slot = scache_slot(sc, st);
+	if (*slot)
+		return;
+	struct pg_sstmt *ss = xmalloc(sizeof(*ss));
+	ss->stmt = stmt_ref(st);
+	ss->next = NULL;
+	list_add_tail(&sc->lru, &ss->lru);
+	*slot = ss;
+	sc->n++;
+}
+
+static void scache_remove(struct pg_scache *sc, const struct pg_stmt *st)
+{
+	if (!sc->nb)
+		return;
+	struct pg_sstmt **slot = scache_slot(sc, st);
+	struct pg_sstmt *ss = *slot;
+	if (!ss)
+		return;
+	*slot = ss->next;
+	list_del(&ss->lru);
+	stmt_unref(ss->stmt);
+	free(ss);
+	sc->n--;
+}
+
+static void scache_clear(struct pg_scache *sc)
+{
+	while (sc->nb && !list_empty(&sc->lru)) {
+		struct pg_sstmt *ss = list_entry(sc->lru.next, struct pg_sstmt, lru);
+		scache_remove(sc, ss->stmt);
+	}
+	free(sc->b);
+	memset(sc, 0, sizeof(*sc));
+}
+
+/* --- the queue of replies a server owes --- */
+
+enum { PQ_FORWARD, PQ_SWALLOW, PQ_MADE_UP };
+
+struct pg_qent {
+	uint8_t type; /* the client message: P B D C E S Q F */
+	uint8_t action;
+	struct pg_stmt *stmt; /* a Parse or eviction Close that reached the server */
+};
+
+static struct pg_qent *q_at(const struct pg_queue *q, uint32_t i)
+{
+	return &q->v[(q->head + i) & (q->cap - 1)];
+}
+
+/* A Parse the server skipped after an error: the statement is not there. */
+static void parse_skipped(struct pg_server *ps, struct pg_qent *e)
+{
+	if (e->type == 'P' && e->stmt)
+		scache_remove(&ps->prepared, e->stmt);
+}
+
+/* An eviction Close the server skipped: the statement is still there. */
+static void close_skipped(struct pg_server *ps, struct pg_qent *e)
+{
+	if (e->type == 'C' && e->stmt)
+		scache_add(&ps->prepared, e->stmt);
+}
+
+static void q_push(struct pg_server *ps, uint8_t type, uint8_t action, struct pg_stmt *stmt)
+{
+	struct pg_queue *q = &ps->queue;
+	struct pg_qent e = {type, action, stmt};
+	if (ps->skipping && type != 'S') {
+		/* the server skips it and owes no reply; nothing was prepared meanwhile */
+		stmt_unref(stmt);
+		return;
+	}
+	if (type == 'S')
+		ps->skipping = false;
+	if (q->n == q->cap) {
+		uint32_t cap = q->cap ? q->cap * 2 : 16;
+		struct pg_qent *v = xmalloc(cap * sizeof(*v));
+		for (uint32_t i = 0; i < q->n; i++)
+			v[i] = *q_at(q, i);
+		free(q->v);
+		q->v = v;
+		q->cap = cap;
+		q->head = 0;
+	}
+	*q_at(q, q->n++) = e;
+}
+
+static struct pg_qent q_pop(struct pg_queue *q)
+{
+	struct pg_qent e = *q_at(q, 0);
+	q->head = (q->head + 1) & (q->cap - 1);
+	q->n--;
+	return e;
+}
+
+/* An error outside a simple Query: the server skips to the next Sync. Parses it
+ * skipped are forgotten first, then eviction Closes it skipped are put back, since a
+ * statement evicted and prepared again in one skipped stretch is still there. */
+static void q_error(struct pg_server *ps)
+{
+	struct pg_queue *q = &ps->queue;
+	uint32_t n = 0;
+	while (n < q->n && q_at(q, n)->type != 'S')
+		n++;
+	for (uint32_t i = 0; i < n; i++)
+		parse_skipped(ps, q_at(q, i));
+	for (uint32_t i = 0; i < n; i++)
+		close_skipped(ps, q_at(q, i));
+	for (uint32_t i = 0; i < n; i++)
+		stmt_unref(q_pop(q).stmt);
+	/* no Sync sent yet: whatever the client sends before it is skipped too */
+	ps->skipping = q->n == 0;
+}
+
+/* --- sending to the server --- */
+
+static void emit_named(struct conn *s, uint8_t type, const uint8_t *head, uint32_t head_len,
+                       const struct pg_stmt *st, const uint8_t *tail, uint32_t tail_len)
+{
+	char name[32];
+	uint32_t nlen = (uint32_t)server_name(st, name, sizeof(name)) + 1;
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_begin(&o, type);
+	pg_out_bytes(&o, head, head_len);
+	pg_out_bytes(&o, name, nlen);
+	pg_out_bytes(&o, tail, tail_len);
+	pg_out_end(&o);
+	conn_send_after_forwarded(s, o.data, o.len);
+	pg_out_free(&o);
+}
+
+static void evict_lru(struct conn *s)
+{
+	struct pg_server *ps = pgs(s);
+	struct pg_sstmt *ss = list_entry(ps->prepared.lru.next, struct pg_sstmt, lru);
+	struct pg_stmt *st = stmt_ref(ss->stmt);
+	scache_remove(&ps->prepared, st);
+	emit_named(s, 'C', (const uint8_t *)"S", 1, st, NULL, 0);
+	q_push(ps, 'C', PQ_SWALLOW, st);
+}
+
+/* Prepares st on the server under sluice's name; the reply is forwarded or swallowed. */
+static void send_parse(struct conn *s, struct pg_stmt *st, uint8_t action)
+{
+	struct pg_server *ps = pgs(s);
+	uint32_t max = (uint32_t)s->core->cfg->max_prepared_statements;
+	while (ps->prepared.n && ps->prepared.n >= (max ? max : 1))
+		evict_lru(s);
+	scache_add(&ps->prepared, st);
+	emit_named(s, 'P', NULL, 0, st, st->body, st->body_len);
+	q_push(ps, 'P', action, stmt_ref(st));
+	s->pool->stats.total.server_parses++;
+}
+
+static void ensure_prepared(struct conn *s, struct pg_stmt *st)
+{
+	struct pg_server *ps = pgs(s);
+	if (!ps->skipping && !scache_touch(&ps->prepared, st))
+		send_parse(s, st, PQ_SWALLOW);
+}
+
+/* --- client messages --- */
+
+static bool whole_message(struct conn *c, uint32_t len)
+{
+	if (iobuf_unparsed(c->rbuf) >= len + 1)
+		return true;
+	iobuf_reserve(&c->rbuf, len + 1);
+	return false;
+}
+
+static enum pg_prep_result malformed(struct conn *c, const char *what)
+{
+	char msg[96];
+	snprintf(msg, sizeof(msg), "invalid %s message", what);
+	client_fail(c, "08P01", msg);
+	return PREP_FAILED;
+}
+
+/* Length of a NUL-terminated string at p within n bytes, or -1. */
+static long str_in(const uint8_t *p, size_t n)
+{
+	const uint8_t *z = memchr(p, 0, n);
+	return z ? z - p : -1;
+}
+
+/* A Parse body: statement name, then what the registry keys on. */
+struct parse_msg {
+	const char *name;
+	const uint8_t *rest; /* query, NUL, parameter count and types */
+	uint32_t rest_len;
+};
+
+static bool read_parse(const uint8_t *body, uint32_t blen, struct parse_msg *pm)
+{
+	long nlen = str_in(body, blen);
+	if (nlen < 0)
+		return false;
+	pm->name = (const char *)body;
+	pm->rest = body + nlen + 1;
+	pm->rest_len = blen - (uint32_t)nlen - 1;
+	long qlen = nlen ? str_in(pm->rest, pm->rest_len) : 0;
+	return qlen >= 0 && (!nlen || pm->rest_len >= (uint32_t)qlen + 3);
+}
+
+static enum pg_prep_result client_parse(struct conn *c, struct conn *s, uint32_t len)
+{
+	struct pg_server *ps = pgs(s);
+	struct parse_msg pm;
+	if (!whole_message(c, len))
+		return PREP_WAIT;
+	if (!read_parse(iobuf_parse_ptr(c->rbuf) + 5, len - 4, &pm))
+		return malformed(c, "Parse");
+	if (!pm.name[0]) {
+		q_push(ps, 'P', PQ_FORWARD, NULL);
+		s->pool->stats.total.server_parses++;
+		return PREP_FORWARD;
+	}
+	struct pg_stmt *st = stmt_get(pm.rest, pm.rest_len);
+	cmap_set(&pgc(c)->prepared, pm.name, stmt_ref(st));
+	if (ps->skipping || scache_touch(&ps->prepared, st))
+		q_push(ps, 'P', PQ_MADE_UP, NULL);
+	else
+		send_parse(s, st, PQ_FORWARD);
+	stmt_unref(st);
+	iobuf_swallow(c->rbuf, len + 1);
+	return PREP_CONSUMED;
+}
+
+/* --- a client between transactions that only prepares --- */
+
+/* Whether one message can be answered without a server. */
+static bool answerable_here(uint8_t type, const uint8_t *body, uint32_t blen)
+{
+	struct parse_msg pm;
+	const struct pg_stmt *st;
+	switch (type) {
+	case 'P':
+		if (!read_parse(body, blen, &pm) || !pm.name[0])
+			return false;
+		st = stmt_find(pm.rest, pm.rest_len, hash_bytes(pm.rest, pm.rest_len));
+		return st && st->validated;
+	case 'C':
+		return blen >= 3 && body[0] == 'S' && body[1] && str_in(body + 1, blen - 1) > 0;
+	case 'H':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void answer_here(struct conn *c, uint8_t type, const uint8_t *body, uint32_t blen,
+                        struct pg_out *o)
+{
+	struct parse_msg pm;
+	uint8_t reply = 0;
+	if (type == 'P' && read_parse(body, blen, &pm)) {
+		cmap_set(&pgc(c)->prepared, pm.name, stmt_get(pm.rest, pm.rest_len));
+		c->pool->stats.total.client_parses++;
+		reply = '1';
+	} else if (type == 'C') {
+		cmap_remove(&pgc(c)->prepared, (const char *)body + 1);
+		reply = '3';
+	} else if (type == 'S') {
+		pg_out_ready(o, 'I');
+	}
+	if (reply) {
+		pg_out_begin(o, reply);
+		pg_out_end(o);
+	}
+}
+
+bool pg_prep_answer_idle(struct conn *c)
+{
+	struct iobuf *b = c->rbuf;
+	const uint8_t *p = iobuf_parse_ptr(b);
+	uint32_t avail = iobuf_unparsed(b), end = 0, len;
+	uint8_t type;
+	do {
+		if (pg_read_header(p + end, avail - end, &type, &len) != PG_HDR_OK ||
+		    avail - end < len + 1)
+			return false;
+		if (type != 'S' && !answerable_here(type, p + end + 5, len - 4))
+			return false;
+		end += len + 1;
+	} while (type != 'S');
+	struct pg_out o;
+	pg_out_init(&o);
+	for (uint32_t at = 0; at < end; at += len + 1) {
+		pg_read_header(p + at, end - at, &type, &len);
+		answer_here(c, type, p + at + 5, len - 4, &o);
+	}
+	iobuf_swallow(b, end);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+	return true;
+}
+
+static enum pg_prep_result client_bind(struct conn *c, struct conn *s, uint32_t len, uint32_t *fwd)
+{
+	struct iobuf *b = c->rbuf;
+	uint32_t avail = iobuf_unparsed(b) < len + 1 ? iobuf_unparsed(b) : len + 1;
+	const uint8_t *m = iobuf_parse_ptr(b);
+	long plen = str_in(m + 5, avail - 5);
+	long slen = plen < 0 ? -1 : str_in(m + 5 + plen + 1, avail - 5 - (uint32_t)plen - 1);
+	if (slen < 0) {
+		if (avail == len + 1 || avail >= NAME_SCAN_MAX)
+			return malformed(c, "Bind");
+		iobuf_reserve(&c->rbuf, len + 1 < NAME_SCAN_MAX ? len + 1 : NAME_SCAN_MAX);
+		return PREP_WAIT;
+	}
+	const char *name = (const char *)m + 5 + plen + 1;
+	struct pg_cstmt *cs = slen ? cmap_find(&pgc(c)->prepared, name) : NULL;
+	if (cs)
+		ensure_prepared(s, cs->stmt);
+	q_push(pgs(s), 'B', PQ_FORWARD, NULL);
+	if (!cs)
+		return PREP_FORWARD; /* unnamed, or unknown: the server says so */
+	uint32_t prefix = 5 + (uint32_t)plen + 1 + (uint32_t)slen + 1;
+	/* the header and names are rewritten; the parameters stream through as they are */
+	char sname[32];
+	uint32_t snlen = (uint32_t)server_name(cs->stmt, sname, sizeof(sname)) + 1;
+	uint8_t head[5];
+	head[0] = 'B';
+	pg_put_u32(head + 1, len - (uint32_t)slen + snlen - 1);
+	conn_send_after_forwarded(s, head, 5);
+	conn_send_after_forwarded(s, m + 5, (uint32_t)plen + 1);
+	conn_send_after_forwarded(s, sname, snlen);
+	iobuf_swallow(b, prefix);
+	*fwd = len + 1 - prefix;
+	return PREP_FORWARD;
+}
+
+/* Describe and Close name a statement ('S') or a portal ('P'). */
+static enum pg_prep_result client_describe_close(struct conn *c, struct conn *s, uint8_t type,
+                                                 uint32_t len)
+{
+	struct pg_server *ps = pgs(s);
+	if (len > NAME_SCAN_MAX)
+		return malformed(c, type == 'D' ? "Describe" : "Close");
+	if (!whole_message(c, len))
+		return PREP_WAIT;
+	const uint8_t *body = iobuf_parse_ptr(c->rbuf) + 5;
+	long nlen = len >= 5 ? str_in(body + 1, len - 5) : -1;
+	if (nlen < 0)
+		return malformed(c, type == 'D' ? "Describe" : "Close");
+	const char *name = (const char *)body + 1;
+	if (body[0] != 'S' || nlen == 0) {
+		q_push(ps, type, PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	}
+	if (type == 'C') {
+		cmap_remove(&pgc(c)->prepared, name);
+		q_push(ps, 'C', PQ_MADE_UP, NULL);
+		iobuf_swallow(c->rbuf, len + 1);
+		return PREP_CONSUMED;
+	}
+	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, name);
+	if (cs)
+		ensure_prepared(s, cs->stmt);
+	q_push(ps, 'D', PQ_FORWARD, NULL);
+	if (!cs)
+		return PREP_FORWARD;
+	emit_named(s, 'D', body, 1, cs->stmt, NULL, 0);
+	iobuf_swallow(c->rbuf, len + 1);
+	return PREP_CONSUMED;
+}
+
+enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t len, uint32_t *fwd)
+{
+	struct conn *s = c->link;
+	*fwd = len + 1;
+	switch (type) {
+	case 'P':
+		return client_parse(c, s, len);
+	case 'B':
+		return client_bind(c, s, len, fwd);
+	case 'D':
+	case 'C':
+		return client_describe_close(c, s, type, len);
+	case 'E':
+	case 'S':
+	case 'Q':
+	case 'F':
+		q_push(pgs(s), type, PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	default:
+		return PREP_FORWARD; /* Flush and COPY data owe no reply of their own */
+	}
+}
+
+/* --- server replies --- */
+
+static bool pop_if(struct pg_server *ps, uint8_t type)
+{
+	if (!ps->queue.n || q_at(&ps->queue, 0)->type != type)
+		return false;
+	struct pg_qent e = q_pop(&ps->queue);
+	if (type == 'P' && e.stmt)
+		e.stmt->validated = true;
+	stmt_unref(e.stmt);
+	return e.action == PQ_SWALLOW;
+}
+
+bool pg_prep_server_reply(struct conn *s, uint8_t type)
+{
+	struct pg_server *ps = pgs(s);
+	if (!ps->queue.n)
+		return false;
+	uint8_t head = q_at(&ps->queue, 0)->type;
+	switch (type) {
+	case '1':
+		return pop_if(ps, 'P');
+	case '2':
+		return pop_if(ps, 'B');
+	case '3':
+		return pop_if(ps, 'C');
+	case 'n':
+	case 'T':
+		return pop_if(ps, 'D');
+	case 'C':
+	case 'I':
+	case 's':
+		return pop_if(ps, 'E');
+	case 'Z':
+		while (ps->queue.n) {
+			struct pg_qent e = q_pop(&ps->queue);
+			stmt_unref(e.stmt);
+			if (e.type == 'S' || e.type == 'Q' || e.type == 'F')
+				break;
+		}
+		return false;
+	case 'E':
+		if (head != 'S' && head != 'Q' && head != 'F')
+			q_error(ps);
+		return false;
+	default:
+		return false;
+	}
+}
+
+void pg_prep_send_made_up(struct conn *s)
+{
+	struct pg_server *ps = pgs(s);
+	struct conn *c = s->link;
+	while (c && ps->queue.n && q_at(&ps->queue, 0)->action == PQ_MADE_UP && !ps->pkt_remain) {
+		struct pg_qent e = q_pop(&ps->queue);
+		uint8_t msg[5] = {e.type == 'P' ? '1' : '3', 0, 0, 0, 4};
+		conn_send_after_forwarded(c, msg, sizeof(msg));
+	}
+}
+
+void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len)
+{
+	struct pg_server *ps = pgs(s);
+	long n = str_in(tag, len);
+	if ((n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) ||
+	    (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) {
+		scache_clear(&ps->prepared);
+		/* Parses queued behind this command ran after it */
+		for (uint32_t i = 1; i < ps->queue.n; i++)
+			if (q_at(&ps->queue, i)->type == 'P' && q_at(&ps->queue, i)->stmt)
+				scache_add(&ps->prepared, q_at(&ps->queue, i)->stmt);
+		if (s->link && !ps->internal)
+			cmap_clear(&pgc(s->link)->prepared);
+	}
+}
+
+/* --- teardown and counts --- */
+
+void pg_prep_client_free(struct pg_client *pc)
+{
+	cmap_clear(&pc->prepared);
+}
+
+void pg_prep_server_free(struct pg_server *ps)
+{
+	while (ps->queue.n) {
+		struct pg_qent e = q_pop(&ps->queue);
+		stmt_unref(e.stmt);
+	}
+	free(ps->queue.v);
+	ps->queue.v = NULL;
+	scache_clear(&ps->prepared);
+}
+
+unsigned pg_prep_count(const struct conn *c)
+{
+	if (!c->pstate)
+		return 0;
+	return c->is_server ? pgs(c)->prepared.n : pgc(c)->prepared.n;
+}
