@@ -21,7 +21,7 @@ PACKAGES=(
 	clang-format git ca-certificates
 	# test: servers and clients
 	postgresql-15 postgresql-client-15 pgbouncer
-	python3 python3-pytest python3-psycopg python3-psycopg2
+	python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg
 	# promtool, to check the /metrics output (test_metrics.py)
 	prometheus
 	# tools used by the scripts (runuser/setpriv are in util-linux; ss in iproute2)
