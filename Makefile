@@ -22,7 +22,7 @@ TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration bench format format-check clean distclean
+.PHONY: all check check-unit check-integration bench bench-transaction bench-idle format format-check clean distclean
 
 all: src/sluice
 
@@ -53,6 +53,14 @@ check-integration: src/sluice $(TOOL_BINS)
 
 bench: src/sluice
 	bench/run.sh $(BENCH_ARGS)
+
+# transaction mode, pgbench -M simple/extended/prepared x 1/10/100 clients, pool 20
+bench-transaction: src/sluice
+	BENCH_PRESET=transaction bench/run.sh $(BENCH_ARGS)
+
+# resident memory per idle client (10,000 clients by default), sluice and PgBouncer
+bench-idle: src/sluice
+	bench/idle_clients.sh $(BENCH_ARGS)
 
 FORMAT_FILES = $(wildcard src/*.c src/*.h test/unit/*.c test/tools/*.c)
 format:

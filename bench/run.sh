@@ -6,11 +6,14 @@
 #
 # Settings come from the environment or from KEY=VALUE arguments
 # (bench/run.sh BENCH_CLIENTS="1 10" BENCH_ROUNDS=1, or make bench BENCH_ROUNDS=1):
+#   BENCH_PRESET    transaction: defaults for `make bench-transaction` (mode transaction,
+#                   protocols "simple extended prepared", clients "1 10 100", pool 20,
+#                   10 s x 3 rounds, ~13 min); anything set explicitly still wins
 #   BENCH_CLIENTS   client counts                      default "10 100"
 #   BENCH_DURATION  seconds per pgbench run            default 10
 #   BENCH_ROUNDS    rounds (medians are over these)    default 3
 #   BENCH_MODE      session|transaction|statement      default session
-#   BENCH_PROTOCOL  simple|extended|prepared           default simple
+#   BENCH_PROTOCOL  pgbench -M, one or more of simple extended prepared   default simple
 #   BENCH_TARGETS   which targets, in this order       default "direct pgbouncer sluice"
 #   BENCH_THREADS   pgbench -j (capped at clients)     default 2
 #   BENCH_SCALE     pgbench -i -s                      default 10
@@ -25,7 +28,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
-	sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 for arg in "$@"; do
@@ -38,6 +41,28 @@ for arg in "$@"; do
 		;;
 	esac
 done
+
+die() {
+	echo "bench: $*" >&2
+	exit 2
+}
+
+# presets only fill in what the caller left unset
+case ${BENCH_PRESET:-} in
+'') ;;
+transaction)
+	BENCH_MODE=${BENCH_MODE:-transaction}
+	BENCH_PROTOCOL=${BENCH_PROTOCOL:-simple extended prepared}
+	BENCH_CLIENTS=${BENCH_CLIENTS:-1 10 100}
+	BENCH_POOL_SIZE=${BENCH_POOL_SIZE:-20}
+	# 3 protocols x 3 client counts x 3 targets = 27 runs a round, 81 in 3 rounds; each
+	# takes the duration + ~0.2 s, and PgBouncer 1.18's -M prepared runs at 10 and 100
+	# clients fail within a second: 75 x 10.2 s = ~13 min, 14 at most (README)
+	BENCH_DURATION=${BENCH_DURATION:-10}
+	BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+	;;
+*) die "unknown BENCH_PRESET '$BENCH_PRESET' (known: transaction)" ;;
+esac
 
 BENCH_CLIENTS=${BENCH_CLIENTS:-10 100}
 BENCH_DURATION=${BENCH_DURATION:-10}
@@ -52,14 +77,16 @@ SLUICE_BIN=${SLUICE_BIN:-$ROOT/src/sluice}
 PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
 BENCH_RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 
-die() {
-	echo "bench: $*" >&2
-	exit 2
-}
 isint() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 
 case $BENCH_MODE in session | transaction | statement) ;; *) die "BENCH_MODE must be session, transaction or statement" ;; esac
-case $BENCH_PROTOCOL in simple | extended | prepared) ;; *) die "BENCH_PROTOCOL must be simple, extended or prepared" ;; esac
+NP=0
+for p in $BENCH_PROTOCOL; do
+	case $p in simple | extended | prepared) NP=$((NP + 1)) ;; *) die "BENCH_PROTOCOL: '$p' is not simple, extended or prepared" ;; esac
+done
+[ "$NP" -gt 0 ] || die "BENCH_PROTOCOL is empty"
+# shellcheck disable=SC2086,SC2116 # normalise the spacing (meta.env, the summary)
+BENCH_PROTOCOL=$(echo $BENCH_PROTOCOL)
 case $BENCH_SERVER in tcp | unix) ;; *) die "BENCH_SERVER must be tcp or unix" ;; esac
 for v in BENCH_DURATION BENCH_ROUNDS BENCH_THREADS BENCH_SCALE; do
 	if ! isint "${!v}" || [ "${!v}" -eq 0 ]; then die "$v must be a positive integer"; fi
@@ -92,6 +119,8 @@ fi
 
 # shellcheck source=contrib/pg-tmp.sh
 . "$ROOT/contrib/pg-tmp.sh"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 PYTHON=/usr/bin/python3
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3 || true)
 [ -x "$PG_BINDIR/pgbench" ] || die "$PG_BINDIR/pgbench not found (bash contrib/deps.sh)"
@@ -185,8 +214,17 @@ pgtmp_conf "max_connections = $((MAXC + 2 * POOL_SIZE + 20))" \
 	"fsync = off" "synchronous_commit = off" "full_page_writes = off" \
 	"autovacuum = off" \
 	"log_min_messages = warning" "log_connections = off"
-pgtmp_start "" || die "PostgreSQL did not start"
+bench_start_pg || die "PostgreSQL did not start"
 log "PostgreSQL on $PGTMP_HOST:$PGTMP_PORT, data in $PGTMP_DIR"
+
+# Run a copy of the sluice binary taken now: a rebuild of src/sluice while the bench runs
+# (someone else at work in the tree) must not change what the later runs measure.
+SLUICE_RUN=$SLUICE_BIN
+if [ -f "$SLUICE_BIN" ] && [ -x "$SLUICE_BIN" ]; then
+	mkdir -p "$PGTMP_DIR/bin" && chmod 755 "$PGTMP_DIR/bin" &&
+		cp "$SLUICE_BIN" "$PGTMP_DIR/bin/sluice" && chmod 755 "$PGTMP_DIR/bin/sluice" &&
+		SLUICE_RUN=$PGTMP_DIR/bin/sluice
+fi
 
 pgtmp_psql -d postgres -c "CREATE DATABASE bench" || die "createdb failed"
 log "pgbench -i -s $BENCH_SCALE"
@@ -204,6 +242,9 @@ pgtmp_give "$PGTMP_DIR/userlist.txt"
 
 # ---------------------------------------------------------------- poolers
 # The same ini for both poolers (only the port differs): PgBouncer's format, unchanged.
+# No max_prepared_statements: PgBouncer 1.18 refuses to start on a key it does not know
+# ("unknown parameter: pgbouncer/max_prepared_statements", FATAL), so sluice runs with its
+# default of 200 (prepared statements tracked in transaction mode, as PgBouncer 1.21+ does).
 write_ini() { # NAME PORT
 	cat >"$PGTMP_DIR/$1.ini" <<EOF
 ; written by bench/run.sh; identical for pgbouncer and sluice except listen_port
@@ -237,7 +278,11 @@ start_pooler() {
 		POOLER_ERR[$name]="cannot make $bin runnable for $PGTMP_USER"
 		return 1
 	}
-	port=${POOLER_PORT[$name]:-$(pgtmp_free_port)}
+	# a fresh port on every start: a start that failed may have failed on the port
+	port=$(bench_free_port) || {
+		POOLER_ERR[$name]="no free port"
+		return 1
+	}
 	POOLER_PORT[$name]=$port
 	write_ini "$name" "$port"
 	echo "---- start $(date +%H:%M:%S): $exe $name.ini" >>"$PGTMP_DIR/$name.log"
@@ -249,7 +294,7 @@ start_pooler() {
 		else
 			wait "${POOLER_PID[$name]}" 2>/dev/null
 			err="exited at startup with status $?"
-			POOLER_ERR[$name]="$err: $(grep -v '^----' "$PGTMP_DIR/$name.log" | tail -n 1)"
+			POOLER_ERR[$name]="$err: $(last_error "$PGTMP_DIR/$name.log")"
 			POOLER_ERR[$name]=${POOLER_ERR[$name]%: }
 		fi
 		pgtmp_stop_pooler "${POOLER_PID[$name]}" 2
@@ -278,12 +323,12 @@ ensure_pooler() {
 	fi
 	if [ -n "${POOLER_PID[$name]:-}" ]; then
 		wait "${POOLER_PID[$name]}" 2>/dev/null
-		POOLER_ERR[$name]="died (status $?): $(grep -v '^----' "$PGTMP_DIR/$name.log" | tail -n 1)"
+		POOLER_ERR[$name]="died (status $?): $(last_error "$PGTMP_DIR/$name.log")"
 		log "$name (pid ${POOLER_PID[$name]}) ${POOLER_ERR[$name]}"
 		POOLER_PID[$name]=
 	fi
 	[ "${POOLER_STARTS[$name]:-0}" -ge 3 ] && return 1
-	if [ "$name" = sluice ]; then bin=$SLUICE_BIN; else bin=$PGBOUNCER_BIN; fi
+	if [ "$name" = sluice ]; then bin=$SLUICE_RUN; else bin=$PGBOUNCER_BIN; fi
 	start_pooler "$name" "$bin" && return 0
 	log "$name: ${POOLER_ERR[$name]}"
 	return 1
@@ -293,12 +338,13 @@ ensure_pooler() {
 csvq() { printf '"%s"' "$(printf '%s' "$1" | tr '\n"' " '")"; }
 SEQ=0
 
-# run_one TARGET CLIENTS ROUND
+# run_one TARGET PROTOCOL CLIENTS ROUND
 run_one() {
-	local target=$1 c=$2 round=$3 port pid='' cpu0=-1 cpu1=-1 rc out j status note=''
-	local tps='' txns='' failed='' lat='' cpu='' per=''
+	local target=$1 proto=$2 c=$3 round=$4 port pid='' cpu0=-1 cpu1=-1 rc out j status note=''
+	local tps='' txns='' failed='' lat='' cpu='' per='' what
 	SEQ=$((SEQ + 1))
-	out=$PGTMP_DIR/pgbench-$SEQ-$target-c$c-r$round.log
+	out=$PGTMP_DIR/pgbench-$SEQ-$target-$proto-c$c-r$round.log
+	what="round $round  $(printf '%-8s %-9s' "$proto" "$target") c=$(printf '%-4s' "$c")"
 	j=$BENCH_THREADS
 	[ "$j" -gt "$c" ] && j=$c
 	if [ "$target" = direct ]; then
@@ -306,15 +352,15 @@ run_one() {
 	else
 		if ! ensure_pooler "$target"; then
 			note="${POOLER_ERR[$target]:-did not start}"
-			echo "$round,$SEQ,$target,$c,$BENCH_MODE,$BENCH_PROTOCOL,$BENCH_DURATION,failed,,,,,,,$(csvq "$note")" >>"$RUNS"
-			log "round $round  $(printf '%-9s' "$target") c=$(printf '%-4s' "$c") FAILED ($note)"
+			echo "$round,$SEQ,$target,$c,$BENCH_MODE,$proto,$BENCH_DURATION,failed,,,,,,,$(csvq "$note")" >>"$RUNS"
+			log "$what FAILED ($note)"
 			return
 		fi
 		port=${POOLER_PORT[$target]}
 		pid=${POOLER_PID[$target]}
 		cpu0=$(cpu_us "$pid")
 	fi
-	bg_run timeout -k 5 $((BENCH_DURATION + 60)) "$PGBENCH" -n -S -M "$BENCH_PROTOCOL" \
+	bg_run timeout -k 5 $((BENCH_DURATION + 60)) "$PGBENCH" -n -S -M "$proto" \
 		-c "$c" -j "$j" -T "$BENCH_DURATION" -h 127.0.0.1 -p "$port" -U postgres bench \
 		>"$out" 2>&1
 	rc=$?
@@ -339,11 +385,11 @@ run_one() {
 		esac
 		[ -n "$pid" ] && ! pgtmp_alive "$pid" && note="$note; $target died"
 	fi
-	echo "$round,$SEQ,$target,$c,$BENCH_MODE,$BENCH_PROTOCOL,$BENCH_DURATION,$status,$tps,$txns,$failed,$lat,$cpu,$per,$(csvq "$note")" >>"$RUNS"
+	echo "$round,$SEQ,$target,$c,$BENCH_MODE,$proto,$BENCH_DURATION,$status,$tps,$txns,$failed,$lat,$cpu,$per,$(csvq "$note")" >>"$RUNS"
 	if [ "$status" = ok ]; then
-		log "round $round  $(printf '%-9s' "$target") c=$(printf '%-4s' "$c") tps=$(printf '%.0f' "$tps")${per:+  cpu=${per}us/txn}${failed:+  failed=$failed}"
+		log "$what tps=$(printf '%.0f' "$tps")${per:+  cpu=${per}us/txn}${failed:+  failed=$failed}"
 	else
-		log "round $round  $(printf '%-9s' "$target") c=$(printf '%-4s' "$c") FAILED ($note)"
+		log "$what FAILED ($note)"
 	fi
 }
 
@@ -368,7 +414,9 @@ run_one() {
 	echo "pgbouncer_bin=$PGBOUNCER_BIN"
 	echo "pgbouncer=$("$PGBOUNCER_BIN" --version 2>/dev/null | head -n 1)"
 	echo "sluice_bin=$SLUICE_BIN"
-	echo "sluice_git=$(git -C "$ROOT" describe --always --dirty 2>/dev/null)"
+	echo "sluice_sha256=$(sha256sum 2>/dev/null <"$SLUICE_RUN" | cut -d' ' -f1)"
+	# --no-optional-locks: never write .git/index (someone may be committing meanwhile)
+	echo "sluice_git=$(git --no-optional-locks -C "$ROOT" describe --always --dirty 2>/dev/null)"
 } >"$OUT/meta.env"
 
 case $SLUICE_BIN in
@@ -377,17 +425,22 @@ esac
 
 NT=$(echo "$BENCH_TARGETS" | wc -w)
 NC=$(echo "$BENCH_CLIENTS" | wc -w)
-log "$BENCH_ROUNDS rounds x ${NC} client counts x $NT targets x ${BENCH_DURATION}s" \
-	"(~$((BENCH_ROUNDS * NC * NT * (BENCH_DURATION + 1)))s); mode=$BENCH_MODE protocol=$BENCH_PROTOCOL"
+EST=$((BENCH_ROUNDS * NP * NC * NT * (BENCH_DURATION + 1)))
+log "$BENCH_ROUNDS rounds x $NP protocols x ${NC} client counts x $NT targets x ${BENCH_DURATION}s" \
+	"(at most ~$((EST / 60))m$((EST % 60))s); mode=$BENCH_MODE protocol=$BENCH_PROTOCOL pool_size=$POOL_SIZE"
 read -r -a TARGETS <<<"$BENCH_TARGETS"
+T0=$(date +%s)
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-	for c in $BENCH_CLIENTS; do
-		# rotate the order each round so no target always runs first or last
-		for ((k = 0; k < NT; k++)); do
-			run_one "${TARGETS[$(((k + round - 1) % NT))]}" "$c" "$round"
+	for proto in $BENCH_PROTOCOL; do
+		for c in $BENCH_CLIENTS; do
+			# rotate the order each round so no target always runs first or last
+			for ((k = 0; k < NT; k++)); do
+				run_one "${TARGETS[$(((k + round - 1) % NT))]}" "$proto" "$c" "$round"
+			done
 		done
 	done
 done
+echo "runs_elapsed_s=$(($(date +%s) - T0))" >>"$OUT/meta.env"
 
 # ---------------------------------------------------------------- report
 echo
