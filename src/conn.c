@@ -206,6 +206,8 @@ void conn_flush_all(void)
 			conn_forward(c->link);
 		else
 			conn_update_mask(c);
+		if (!conn_is_dead(c))
+			conn_trim_buffers(c);
 	}
 }
 
@@ -289,6 +291,12 @@ void conn_event(struct loop *l, int fd, int events, void *arg)
 		on_writable(c);
 	if (!conn_is_dead(c) && (events & LOOP_READ) && !(c->flags & CONN_F_READ_PAUSED))
 		on_readable(c);
+	/* a connection with nothing buffered holds no buffer: idle clients cost little */
+	if (!conn_is_dead(c)) {
+		conn_trim_buffers(c);
+		if (c->link && !conn_is_dead(c->link))
+			conn_trim_buffers(c->link);
+	}
 }
 
 const char *conn_addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
