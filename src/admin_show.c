@@ -14,7 +14,10 @@
 #include "config.h"
 #include "conn.h"
 #include "core.h"
+#include "dns.h"
+#include "hosts.h"
 #include "iobuf.h"
+#include "netutil.h"
 #include "pool.h"
 #include "proto.h"
 #include "stats.h"
@@ -114,6 +117,12 @@ static usec_t pool_maxwait(struct core *core, const struct pool *pool)
 	return now > oldest->wait_start ? now - oldest->wait_start : 0;
 }
 
+/* load_balance_hosts as PgBouncer shows it; a single host has nothing to balance */
+static const char *lb_name(const struct database *db)
+{
+	return db->hosts && db->hosts->n > 1 ? lb_mode_name(db->hosts->lb) : "disable";
+}
+
 static void show_pools(struct core *core, struct conn *c, const struct admin_writer *w)
 {
 	static const struct admin_col cols[] = {
@@ -158,7 +167,7 @@ static void show_pools(struct core *core, struct conn *c, const struct admin_wri
 		r_int(&r, (long long)(mw / USEC_PER_SEC));
 		r_int(&r, (long long)(mw % USEC_PER_SEC));
 		r_str(&r, pool_mode_name(pool_effective_mode(p)));
-		r_str(&r, "disable");
+		r_str(&r, lb_name(p->db));
 		r_percentiles(&r, p->stats.last);
 		r_emit(c, w, &r);
 	}
@@ -416,6 +425,8 @@ static const char *server_state_reason(const struct conn *s)
 {
 	if (s->flags & CONN_F_CLOSE_NEEDED)
 		return "close_needed";
+	if (hosts_is_probe(s))
+		return "health_probe";
 	switch (s->state) {
 	case SV_ACTIVE:
 		return "session"; /* session pooling pins it to its client */
@@ -463,7 +474,10 @@ static void conn_row(struct core *core, struct conn *c, const struct admin_write
 	r_int(&r, x->proto && x->proto->prepared_count ? x->proto->prepared_count(x) : 0);
 	r_u64(&r, x->id);
 	if (t == T_SERVERS) {
-		r_str(&r, x->pool && x->pool->login_error_msg ? "down" : "up");
+		/* down: its host is marked down, or its pool's last login failed */
+		bool down = x->pool && (x->pool->login_error_msg ||
+		                        strcmp(hosts_server_health(x), "down") == 0);
+		r_str(&r, down ? "down" : "up");
 		r_str(&r, server_state_reason(x));
 	}
 	if (t == T_SOCKETS || t == T_ACTIVE_SOCKETS) {
@@ -543,7 +557,7 @@ static void database_row(struct core *core, struct database *db, void *arg)
 	r_int(&r, db->reserve_pool_size >= 0 ? db->reserve_pool_size : cfg->reserve_pool_size);
 	r_int(&r, (long long)(cfg->server_lifetime / USEC_PER_SEC));
 	r_str(&r, db->pool_mode != POOL_MODE_UNSET ? pool_mode_name(db->pool_mode) : NULL);
-	r_str(&r, "disable");
+	r_str(&r, lb_name(db));
 	r_int(&r, db->max_db_connections);
 	r_int(&r, db->n_servers);
 	r_int(&r, 0);
@@ -682,10 +696,12 @@ static void show_lists(struct core *core, struct conn *c, const struct admin_wri
 	kv_row(c, w, "login_clients", login);
 	kv_row(c, w, "free_servers", 0);
 	kv_row(c, w, "used_servers", used_servers);
-	kv_row(c, w, "dns_names", 0);
-	kv_row(c, w, "dns_zones", 0);
-	kv_row(c, w, "dns_queries", 0);
-	kv_row(c, w, "dns_pending", 0);
+	struct dns_counts dc;
+	dns_get_counts(core->dns, &dc);
+	kv_row(c, w, "dns_names", dc.names);
+	kv_row(c, w, "dns_zones", dc.zones);
+	kv_row(c, w, "dns_queries", dc.queries);
+	kv_row(c, w, "dns_pending", dc.pending);
 	w->complete(c, "SHOW");
 }
 
@@ -773,10 +789,62 @@ static void show_fds(struct core *core, struct conn *c, const struct admin_write
 	w->complete(c, "SHOW");
 }
 
-static void show_empty(struct conn *c, const struct admin_writer *w, const struct admin_col *cols,
-                       size_t n)
+/* --- DNS_HOSTS, DNS_ZONES --- */
+
+struct dns_show {
+	struct conn *c;
+	const struct admin_writer *w;
+};
+
+static void dns_host_row(void *arg, const struct dns_host_info *h)
 {
-	w->columns(c, cols, n);
+	struct dns_show *ds = arg;
+	struct row r = {0};
+	size_t len = h->n_addrs * 56 + 1, used = 0;
+	char *addrs = xmalloc(len);
+	addrs[0] = '\0';
+	/* as PgBouncer prints them: "ip:port" or "[ip]:port", the port 0 of the cache */
+	for (size_t i = 0; i < h->n_addrs; i++) {
+		char ip[64];
+		bool v6 = h->addrs[i].ss_family == AF_INET6;
+		net_ip_str(&h->addrs[i], ip, sizeof(ip));
+		used += (size_t)snprintf(addrs + used, len - used, "%s%s%s%s:0", i ? "," : "",
+		                         v6 ? "[" : "", ip, v6 ? "]" : "");
+	}
+	r_str(&r, h->name);
+	r_int(&r, h->ttl);
+	r_own(&r, addrs);
+	r_emit(ds->c, ds->w, &r);
+}
+
+static void show_dns_hosts(struct core *core, struct conn *c, const struct admin_writer *w)
+{
+	/* exactly PgBouncer's; why a lookup failed is in the log and the clients' error */
+	static const struct admin_col cols[] = {
+	    {"hostname", ACOL_TEXT}, {"ttl", ACOL_INT8}, {"addrs", ACOL_TEXT}};
+	struct dns_show ds = {c, w};
+	COLS(c, w, cols);
+	dns_walk_hosts(core->dns, dns_host_row, &ds);
+	w->complete(c, "SHOW");
+}
+
+static void dns_zone_row(void *arg, const char *zone, uint32_t serial, int n_hosts)
+{
+	struct dns_show *ds = arg;
+	struct row r = {0};
+	r_str(&r, zone);
+	r_int(&r, serial);
+	r_int(&r, n_hosts);
+	r_emit(ds->c, ds->w, &r);
+}
+
+static void show_dns_zones(struct core *core, struct conn *c, const struct admin_writer *w)
+{
+	static const struct admin_col cols[] = {
+	    {"zonename", ACOL_TEXT}, {"serial", ACOL_INT8}, {"count", ACOL_INT4}};
+	struct dns_show ds = {c, w};
+	COLS(c, w, cols);
+	dns_walk_zones(core->dns, dns_zone_row, &ds);
 	w->complete(c, "SHOW");
 }
 
@@ -839,10 +907,6 @@ void admin_show_help(struct conn *c, const struct admin_writer *w)
 bool admin_show(struct core *core, struct conn *c, enum admin_role role,
                 const struct admin_writer *w, const char *name)
 {
-	static const struct admin_col dns_hosts[] = {
-	    {"hostname", ACOL_TEXT}, {"ttl", ACOL_INT8}, {"addrs", ACOL_TEXT}};
-	static const struct admin_col dns_zones[] = {
-	    {"zonename", ACOL_TEXT}, {"serial", ACOL_INT8}, {"count", ACOL_INT4}};
 	if (str_ieq(name, "POOLS"))
 		show_pools(core, c, w);
 	else if (str_ieq(name, "STATS"))
@@ -877,9 +941,9 @@ bool admin_show(struct core *core, struct conn *c, enum admin_role role,
 		else
 			show_fds(core, c, w);
 	} else if (str_ieq(name, "DNS_HOSTS"))
-		show_empty(c, w, dns_hosts, ARRAY_SIZE(dns_hosts));
+		show_dns_hosts(core, c, w);
 	else if (str_ieq(name, "DNS_ZONES"))
-		show_empty(c, w, dns_zones, ARRAY_SIZE(dns_zones));
+		show_dns_zones(core, c, w);
 	else if (str_ieq(name, "VERSION"))
 		show_version(c, w);
 	else if (str_ieq(name, "STATE"))

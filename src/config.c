@@ -46,6 +46,8 @@ enum cf_type {
 	CT_TIME, /* usec_t; seconds in the file, fractions and unit suffixes allowed */
 	CT_POOL_MODE,
 	CT_AUTH_TYPE,
+	CT_LB_MODE,  /* load_balance_hosts */
+	CT_TSA_MODE, /* target_session_attrs */
 };
 
 /* Private flag: the word "<empty>" in the file means "" (PgBouncer's spelling). */
@@ -111,6 +113,9 @@ static const struct cf_setting settings[] = {
     M_BOOL(server_reset_query_always, "0", CF_RELOAD),
     M_STR(server_check_query, "", CF_RELOAD | CF_EMPTY_WORD),
     M_TIME(server_check_delay, "30", CF_RELOAD, 0),
+    M_BOOL(server_round_robin, "0", CF_RELOAD),
+    M_BOOL(server_fast_close, "0", CF_RELOAD),
+    M_INT(server_connect_concurrency, "1", CF_RELOAD, 1, INT_MAX),
     M_STR(ignore_startup_parameters, "", CF_RELOAD),
     M_STR(track_extra_parameters, "IntervalStyle", CF_RELOAD),
     M_INT(max_prepared_statements, "200", CF_RELOAD, 0, INT_MAX),
@@ -127,6 +132,10 @@ static const struct cf_setting settings[] = {
     M_TIME(idle_transaction_timeout, "0", CF_RELOAD, 0),
     M_TIME(transaction_timeout, "0", CF_RELOAD, 0),
     M_TIME(cancel_wait_timeout, "10", CF_RELOAD, 0),
+    /* health of a database's hosts */
+    M_INT(health_check_fails, "3", CF_RELOAD, 1, INT_MAX),
+    M_INT(health_check_passes, "2", CF_RELOAD, 1, INT_MAX),
+    M_TIME(health_check_period, "5", CF_RELOAD, 0),
     /* tcp */
     M_BOOL(tcp_keepalive, "1", CF_RELOAD),
     M_INT(tcp_keepcnt, "0", CF_RELOAD, 0, INT_MAX),
@@ -148,6 +157,11 @@ static const struct cf_setting settings[] = {
     M_TIME(stats_period, "60", CF_RELOAD, 1 * SEC),
     M_BOOL(log_stats, "1", CF_RELOAD),
     M_STR(metrics_listen, "", CF_RESTART),
+    /* dns */
+    M_TIME(dns_max_ttl, "15", CF_RELOAD, 0),
+    M_TIME(dns_nxdomain_ttl, "15", CF_RELOAD, 0),
+    M_TIME(dns_zone_check_period, "0", CF_RELOAD, 0),
+    M_STR(resolv_conf, "", CF_RESTART),
 };
 
 /*
@@ -161,11 +175,10 @@ static const char *const main_ignored[] = {
 	"client_tls13_ciphers", "client_tls_ca_file",
 	"client_tls_cert_file", "client_tls_ciphers", "client_tls_dheparams",
 	"client_tls_ecdhcurve", "client_tls_key_file", "client_tls_protocols", "conffile",
-	"dns_max_ttl", "dns_nxdomain_ttl", "dns_zone_check_period", "job_name",
-	"login_notify_message", "max_db_client_connections", "max_packet_size",
+	"job_name", "login_notify_message", "max_db_client_connections", "max_packet_size",
 	"max_user_client_connections", "peer_id", "pool_idle_timeout",
-	"query_wait_notify", "resolv_conf", "sbuf_loopcnt", "scram_iterations",
-	"server_fast_close", "server_round_robin", "server_tls13_ciphers", "server_tls_ca_file",
+	"query_wait_notify", "sbuf_loopcnt", "scram_iterations",
+	"server_tls13_ciphers", "server_tls_ca_file",
 	"server_tls_cert_file", "server_tls_ciphers", "server_tls_key_file",
 	"server_tls_protocols", "service_name", "suspend_timeout", "tcp_socket_buffer",
 
@@ -203,7 +216,7 @@ struct entry_key {
 /* No two rows may name the same string field: db_entry_free walks this table. */
 static const struct entry_key db_keys[] = {
     D_STR(host),
-    D_INT("port", port, 1, 65535),
+    {"port", CT_STRING, DB_OFF(ports, char *), 0, 0}, /* checked by db_hosts_check */
     D_STR(dbname),
     D_STR(user),
     D_STR(password),
@@ -219,12 +232,14 @@ static const struct entry_key db_keys[] = {
     D_STR(timezone),
     D_STR(application_name),
     D_STR(auth_user),
+    {"load_balance_hosts", CT_LB_MODE, DB_OFF(load_balance_hosts, enum lb_mode), 0, 0},
+    {"target_session_attrs", CT_TSA_MODE, DB_OFF(target_session_attrs, enum tsa_mode), 0, 0},
 };
 
 /* clang-format off */
 static const char *const db_ignored[] = {
-	"auth_dbname", "auth_query", "load_balance_hosts", "max_db_client_connections",
-	"query_wait_timeout", "server_lifetime", "target_session_attrs",
+	"auth_dbname", "auth_query", "max_db_client_connections", "query_wait_timeout",
+	"server_lifetime",
 };
 /* clang-format on */
 
@@ -237,6 +252,7 @@ static const char *const db_ignored[] = {
 static const struct entry_key user_keys[] = {
     {"pool_mode", CT_POOL_MODE, USER_OFF(pool_mode, enum pool_mode), 0, 0},
     {"pool_size", CT_INT, USER_OFF(pool_size, int), 0, INT_MAX},
+    {"reserve_pool_size", CT_INT, USER_OFF(reserve_pool_size, int), 0, INT_MAX},
     {"max_user_connections", CT_INT, USER_OFF(max_user_connections, int), 0, INT_MAX},
     U_TIME(query_timeout),
     U_TIME(idle_transaction_timeout),
@@ -246,7 +262,7 @@ static const struct entry_key user_keys[] = {
 
 /* clang-format off */
 static const char *const user_ignored[] = {
-	"max_user_client_connections", "query_wait_timeout", "reserve_pool_size",
+	"max_user_client_connections", "query_wait_timeout",
 };
 /* clang-format on */
 
@@ -261,6 +277,10 @@ static const struct {
     {"md5", AUTH_MD5}, {"scram-sha-256", AUTH_SCRAM}, {"hba", AUTH_HBA},
 };
 
+static const char *const lb_mode_names[] = {"round-robin", "least-busy", "disable"};
+static const char *const tsa_mode_names[] = {"any",     "read-write", "read-only",
+                                             "primary", "standby",    "prefer-standby"};
+
 /* PgBouncer methods that sluice refuses by name, so the message can say why. */
 static const char *const auth_unsupported[] = {"cert", "pam", "peer", "ldap", "crypt"};
 
@@ -269,6 +289,20 @@ const char *pool_mode_name(enum pool_mode m)
 	if (m >= 0 && (size_t)m < ARRAY_SIZE(pool_mode_names))
 		return pool_mode_names[m];
 	return "unset";
+}
+
+const char *lb_mode_name(enum lb_mode m)
+{
+	if ((size_t)m < ARRAY_SIZE(lb_mode_names))
+		return lb_mode_names[m];
+	return "unknown";
+}
+
+const char *tsa_mode_name(enum tsa_mode m)
+{
+	if ((size_t)m < ARRAY_SIZE(tsa_mode_names))
+		return tsa_mode_names[m];
+	return "unknown";
 }
 
 const char *auth_type_name(enum auth_type t)
@@ -414,6 +448,20 @@ static bool parse_pool_mode(const char *text, enum pool_mode *out, char *why, si
 	return false;
 }
 
+/* One of names[] (ignoring case): its index into *out; expect lists them for the message. */
+static bool parse_name(const char *text, const char *const *names, size_t n, int *out,
+                       const char *expect, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (str_ieq(text, names[i])) {
+			*out = (int)i;
+			return true;
+		}
+	}
+	snprintf(why, whylen, "expected %s", expect);
+	return false;
+}
+
 /*
  * Parses text as type and stores it at dst only when it is valid, so a bad value
  * leaves the old one in place. The reason in why never contains the value itself.
@@ -423,6 +471,7 @@ static bool parse_value(enum cf_type type, const char *text, void *dst, long lon
 {
 	long long n;
 	unsigned long long usec;
+	int idx;
 	switch (type) {
 	case CT_INT:
 	case CT_OCTAL:
@@ -453,6 +502,19 @@ static bool parse_value(enum cf_type type, const char *text, void *dst, long lon
 		return parse_pool_mode(text, dst, why, whylen);
 	case CT_AUTH_TYPE:
 		return parse_auth_type(text, dst, why, whylen);
+	case CT_LB_MODE:
+		if (!parse_name(text, lb_mode_names, ARRAY_SIZE(lb_mode_names), &idx,
+		                "round-robin, least-busy or disable", why, whylen))
+			return false;
+		*(enum lb_mode *)dst = (enum lb_mode)idx;
+		return true;
+	case CT_TSA_MODE:
+		if (!parse_name(text, tsa_mode_names, ARRAY_SIZE(tsa_mode_names), &idx,
+		                "any, read-write, read-only, primary, standby or prefer-standby",
+		                why, whylen))
+			return false;
+		*(enum tsa_mode *)dst = (enum tsa_mode)idx;
+		return true;
 	}
 	snprintf(why, whylen, "internal error: unknown type");
 	return false;
@@ -505,6 +567,12 @@ static void format_value(enum cf_type type, const void *src, char *out, size_t l
 	case CT_AUTH_TYPE:
 		snprintf(out, len, "%s", auth_type_name(*(const enum auth_type *)src));
 		return;
+	case CT_LB_MODE:
+		snprintf(out, len, "%s", lb_mode_name(*(const enum lb_mode *)src));
+		return;
+	case CT_TSA_MODE:
+		snprintf(out, len, "%s", tsa_mode_name(*(const enum tsa_mode *)src));
+		return;
 	}
 	snprintf(out, len, "?");
 }
@@ -525,6 +593,10 @@ static size_t type_size(enum cf_type type)
 		return sizeof(enum pool_mode);
 	case CT_AUTH_TYPE:
 		return sizeof(enum auth_type);
+	case CT_LB_MODE:
+		return sizeof(enum lb_mode);
+	case CT_TSA_MODE:
+		return sizeof(enum tsa_mode);
 	}
 	return 0;
 }
@@ -1077,6 +1149,79 @@ static void put_user(struct load_ctx *c, struct user_entry *u)
 	cfg->users[cfg->n_users++] = u;
 }
 
+/* Elements of a comma separated list, blanks around each ignored; "" has one. */
+static size_t list_count(const char *list)
+{
+	size_t n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	return n;
+}
+
+/*
+ * host= and port= of an entry, as libpq takes them: host is one host or a comma separated
+ * list (no empty element), port one port for every host or one per host. Sets db->port to
+ * the first port.
+ */
+static bool db_hosts_check(struct load_ctx *c, const char *what, struct db_entry *db)
+{
+	char why[160], msg[400];
+	size_t n_hosts = db->host ? list_count(db->host) : 1;
+	if (db->host && n_hosts > 1) {
+		for (const char *p = db->host; *p;) {
+			size_t len = strcspn(p, ",");
+			size_t blank = strspn(p, " \t");
+			if (blank >= len) {
+				load_fail(c, "%sempty element in the host list", what);
+				return false;
+			}
+			p += len + (p[len] == ',');
+		}
+		if (db->host[strlen(db->host) - 1] == ',') {
+			load_fail(c, "%sempty element in the host list", what);
+			return false;
+		}
+	}
+	if (!db->ports)
+		return true;
+	size_t n_ports = list_count(db->ports);
+	char *copy = xstrdup(db->ports), *save = NULL;
+	bool ok = true;
+	size_t i = 0;
+	for (char *tok = strtok_r(copy, ",", &save); ok && tok; tok = strtok_r(NULL, ",", &save)) {
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		size_t len = strlen(tok);
+		while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+			tok[--len] = '\0';
+		long long v;
+		if (!parse_integer(tok, 10, &v, why, sizeof(why))) {
+			ok = false;
+		} else if (v < 1 || v > 65535) {
+			range_reason(CT_INT, 1, 65535, why, sizeof(why));
+			ok = false;
+		}
+		if (!ok) {
+			invalid_value(msg, sizeof(msg), "port", 0, n_ports > 1 ? tok : db->ports,
+			              why);
+			load_fail(c, "%s%s", what, msg);
+		} else if (i++ == 0) {
+			db->port = (int)v;
+		}
+	}
+	free(copy);
+	if (ok && i != n_ports) {
+		load_fail(c, "%sempty element in the port list", what);
+		ok = false;
+	}
+	if (ok && n_ports > 1 && n_ports != n_hosts) {
+		load_fail(c, "%s%zu ports given for %zu hosts (give one port, or one per host)",
+		          what, n_ports, n_hosts);
+		ok = false;
+	}
+	return ok;
+}
+
 static bool db_line(struct load_ctx *c, const char *raw_name, const char *value)
 {
 	char *name = entry_name(c, raw_name), what[200];
@@ -1097,7 +1242,8 @@ static bool db_line(struct load_ctx *c, const char *raw_name, const char *value)
 	db->line = c->cur_line;
 	snprintf(what, sizeof(what), "database '%.64s': ", name);
 	if (!parse_entry(c, what, value, db_keys, ARRAY_SIZE(db_keys), db_ignored,
-	                 ARRAY_SIZE(db_ignored), db)) {
+	                 ARRAY_SIZE(db_ignored), db) ||
+	    !db_hosts_check(c, what, db)) {
 		db_entry_free(db);
 		return false;
 	}
@@ -1113,7 +1259,7 @@ static bool user_line(struct load_ctx *c, const char *raw_name, const char *valu
 	struct user_entry *u = xcalloc(1, sizeof(*u));
 	u->name = name;
 	u->pool_mode = POOL_MODE_UNSET;
-	u->pool_size = u->max_user_connections = -1;
+	u->pool_size = u->reserve_pool_size = u->max_user_connections = -1;
 	u->file = c->cur_file;
 	u->line = c->cur_line;
 	snprintf(what, sizeof(what), "user '%.64s': ", name);

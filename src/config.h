@@ -14,6 +14,17 @@
 #include "util.h"
 
 enum pool_mode { POOL_MODE_UNSET = -1, POOL_SESSION = 0, POOL_TRANSACTION, POOL_STATEMENT };
+/* load_balance_hosts: how a new server connection picks one of a database's hosts. */
+enum lb_mode { LB_ROUND_ROBIN = 0, LB_LEAST_BUSY, LB_DISABLE };
+/* target_session_attrs: which servers a database accepts, checked after login as libpq. */
+enum tsa_mode {
+	TSA_ANY = 0,
+	TSA_READ_WRITE,
+	TSA_READ_ONLY,
+	TSA_PRIMARY,
+	TSA_STANDBY,
+	TSA_PREFER_STANDBY,
+};
 enum auth_type {
 	AUTH_ANY = 0, /* no authentication, any user name accepted */
 	AUTH_TRUST,   /* no password; user must exist in auth_file when one is set */
@@ -29,9 +40,12 @@ enum auth_type {
  * POOL_MODE_UNSET when not given. A name defined twice keeps the later definition.
  */
 struct db_entry {
-	char *name;     /* key in [databases]; "*" for the fallback entry */
-	char *host;     /* NULL: unix socket in unix_socket_dir, as PgBouncer */
-	int port;       /* default 5432 */
+	char *name;  /* key in [databases]; "*" for the fallback entry */
+	char *host;  /* NULL: unix socket in unix_socket_dir, as PgBouncer; "a,b,c": a list */
+	int port;    /* default 5432; with a list in ports, its first port */
+	char *ports; /* port= as written: one port for every host, or one per host */
+	enum lb_mode load_balance_hosts;    /* round-robin when not given */
+	enum tsa_mode target_session_attrs; /* any when not given */
 	char *dbname;   /* NULL: same as name (for "*": the name the client asked for) */
 	char *user;     /* force this server user; NULL: the client's user */
 	char *password; /* password for user; NULL: from auth_file */
@@ -59,6 +73,7 @@ struct user_entry {
 	char *name;
 	enum pool_mode pool_mode;
 	int pool_size;            /* -1 when not given */
+	int reserve_pool_size;    /* -1 when not given */
 	int max_user_connections; /* -1 when not given */
 	usec_t query_timeout;     /* these four: 0 when not given */
 	usec_t idle_transaction_timeout;
@@ -103,6 +118,9 @@ struct config {
 	bool server_reset_query_always;  /* false */
 	char *server_check_query;        /* "" = empty query (default; "<empty>" in a file is "") */
 	usec_t server_check_delay;       /* 30 s */
+	bool server_round_robin;         /* false: reuse the most recently used idle server */
+	bool server_fast_close;          /* false: close_needed servers wait for their session */
+	int server_connect_concurrency;  /* 1: server connects in flight per pool */
 	char *ignore_startup_parameters; /* "" */
 	int max_prepared_statements;     /* 200: per server, protocol-level; 0: off */
 	char *track_extra_parameters;    /* "IntervalStyle": more parameters kept per client */
@@ -120,6 +138,11 @@ struct config {
 	usec_t idle_transaction_timeout; /* 0 */
 	usec_t transaction_timeout;      /* 0 */
 	usec_t cancel_wait_timeout;      /* 10 s */
+
+	/* health of a database's hosts (host=a,b,c) */
+	int health_check_fails;     /* 3: consecutive failed connects that mark a host down */
+	int health_check_passes;    /* 2: consecutive good probes that bring it back */
+	usec_t health_check_period; /* 5 s: probe interval for a host marked down; 0: no probes */
 
 	/* tcp */
 	bool tcp_keepalive;   /* true */
@@ -143,6 +166,12 @@ struct config {
 	usec_t stats_period;     /* 60 s */
 	bool log_stats;          /* true: one summary line per stats_period */
 	char *metrics_listen;    /* "addr:port" for /metrics and /health; "" = off */
+
+	/* dns (host names of [databases] entries, resolved with c-ares) */
+	usec_t dns_max_ttl;           /* 15 s: how long an answer is used */
+	usec_t dns_nxdomain_ttl;      /* 15 s: how long a failed lookup is remembered */
+	usec_t dns_zone_check_period; /* 0 = off: poll zone SOA serials this often */
+	char *resolv_conf;            /* "": the system's; read at start only */
 
 	/* [databases] and [users], in file order */
 	struct db_entry **dbs;
@@ -205,6 +234,8 @@ void config_carry_restart_settings(struct config *newcfg, const struct config *o
                                    void (*warn_cb)(const char *msg));
 
 const char *pool_mode_name(enum pool_mode m);
+const char *lb_mode_name(enum lb_mode m);
+const char *tsa_mode_name(enum tsa_mode m);
 const char *auth_type_name(enum auth_type t);
 
 #endif

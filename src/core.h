@@ -13,6 +13,7 @@
 
 struct config;
 struct auth_file;
+struct dns;
 
 enum run_state {
 	RUN_NORMAL = 0,
@@ -40,6 +41,7 @@ struct core {
 	usec_t started;      /* wall clock at start */
 	usec_t stats_rolled; /* monotonic: when the last stats_period ended */
 	void *metrics;       /* the /metrics listener, owned by metrics.c */
+	struct dns *dns;     /* host name resolver and cache (dns.c) */
 	int exit_code;
 	/* set by main: ends the loop once run_state's shutdown condition holds */
 	void (*shutdown_check)(struct core *core);

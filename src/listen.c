@@ -1,13 +1,34 @@
 /*
  * listen: binds and accepts. "*" in listen_addr means every IPv4 and IPv6 address.
  * Each accepted socket becomes a client conn in the core's login list, with the
- * client_login_timeout running, and is handed to its protocol module. When the
- * process runs out of descriptors, accepting pauses for a moment instead of spinning.
+ * client_login_timeout running, and is handed to its protocol module.
+ *
+ * Out of descriptors is a state, not an error. From start-up the module holds
+ * LISTEN_RESERVE_FDS placeholder descriptors (on /dev/null) that nothing else can
+ * take, so accept() fails with EMFILE/ENFILE while the reserve is still whole. Then a
+ * placeholder is closed and the next client accepted into its descriptor: a probe.
+ * The probe is read as any client, but its protocol module lets it log in to the
+ * admin console only (listen_reserve_probing/keep/refuse): at most RESERVE_CONSOLES
+ * console logins keep their descriptor until they leave; anything else is answered
+ * "too many connections" (SQLSTATE 53300) once its startup packet is in, so the
+ * protocol's opening (an SSL request answered 'N') goes as usual and a real client
+ * shows the message, and is closed, and its placeholder reopened at once. This goes
+ * on until the accept queue is empty. With every placeholder lent out, the listener
+ * waits for the first probe to end (normally one round trip; a probe that sends
+ * nothing is failed after RESERVE_PROBE_TIMEOUT), so no client waits in the queue
+ * for a descriptor that will not come. Existing clients and servers are served
+ * throughout. The episode is logged when it starts, at most every RESERVE_LOG_EVERY
+ * while it lasts, and when a plain accept succeeds again.
+ *
+ * ENOBUFS/ENOMEM, and a placeholder that cannot be reopened (ENFILE: another process
+ * took the descriptor), pause accepting on the listener for ACCEPT_RETRY instead of
+ * spinning.
  */
 #include "listen.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -35,9 +56,32 @@ struct listener {
 	char *unix_path; /* to unlink on close */
 	char name[160];
 	struct loop_timer retry;
+	bool wants_slot; /* paused until a reserved descriptor comes back */
+	usec_t warned;   /* when accept() trouble was last logged */
 };
 
-static void accept_ready(struct loop *l, int fd, int events, void *arg);
+#define RESERVE_CONSOLES      (LISTEN_RESERVE_FDS / 3) /* the rest always serves probes */
+#define RESERVE_PROBE_TIMEOUT (3 * USEC_PER_SEC)
+#define RESERVE_LOG_EVERY     (10 * USEC_PER_SEC)
+#define ACCEPT_RETRY          (USEC_PER_SEC / 4)
+
+struct reserve_slot {
+	int fd;              /* the placeholder, or -1 */
+	struct conn *client; /* the client the descriptor is lent to, or NULL */
+	bool kept;           /* the client logs in to the console */
+};
+
+/* One per process: descriptors are a process resource. */
+static struct {
+	struct core *core; /* NULL while closed */
+	struct reserve_slot slot[LISTEN_RESERVE_FDS];
+	int n_lent, n_kept;
+	int n_missing; /* placeholders that could not be reopened yet */
+	struct loop_timer refill;
+	bool starved;     /* accept() hit the limit and no plain accept worked since */
+	uint64_t refused; /* in this episode */
+	usec_t logged;    /* when the episode was last logged */
+} fdr;
 
 static void login_expired(struct loop *l, struct loop_timer *t, void *arg)
 {
@@ -50,11 +94,172 @@ static void accept_resume(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct listener *ls = arg;
 	(void)t;
-	if (ls->fd >= 0 && !loop_set_mask(l, ls->fd, LOOP_READ))
+	ls->wants_slot = false;
+	if (ls->fd >= 0 && !ls->core->suspended && !loop_set_mask(l, ls->fd, LOOP_READ))
 		log_error("cannot resume listening on %s", ls->name);
 }
 
-static void take_client(struct listener *ls, int fd, const struct sockaddr_storage *addr)
+/* --- the descriptor reserve --- */
+
+static int placeholder_open(void)
+{
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void refill_retry(struct loop *l, struct loop_timer *t, void *arg);
+
+/* Reopens every placeholder that is neither held nor lent; true when all are held. */
+static bool reserve_refill(void)
+{
+	int missing = 0;
+	if (!fdr.core)
+		return true;
+	for (int i = 0; i < LISTEN_RESERVE_FDS; i++) {
+		struct reserve_slot *s = &fdr.slot[i];
+		if (s->fd < 0 && !s->client && (s->fd = placeholder_open()) < 0)
+			missing++;
+	}
+	fdr.n_missing = missing;
+	if (missing && !loop_timer_armed(&fdr.refill))
+		loop_timer_start(fdr.core->loop, &fdr.refill, ACCEPT_RETRY, 0, refill_retry, NULL);
+	return missing == 0;
+}
+
+static void refill_retry(struct loop *l, struct loop_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	(void)arg;
+	(void)reserve_refill();
+}
+
+static bool reserve_open(struct core *core)
+{
+	fdr.core = core;
+	for (int i = 0; i < LISTEN_RESERVE_FDS; i++)
+		fdr.slot[i] = (struct reserve_slot){.fd = -1};
+	fdr.n_lent = fdr.n_kept = 0;
+	if (reserve_refill())
+		return true;
+	log_error("cannot hold %d spare descriptors: %s", LISTEN_RESERVE_FDS, strerror(errno));
+	return false;
+}
+
+static void reserve_close(void)
+{
+	if (!fdr.core)
+		return;
+	loop_timer_stop(fdr.core->loop, &fdr.refill);
+	for (int i = 0; i < LISTEN_RESERVE_FDS; i++) {
+		if (fdr.slot[i].fd >= 0)
+			close(fdr.slot[i].fd);
+		fdr.slot[i] = (struct reserve_slot){.fd = -1};
+	}
+	fdr.n_lent = fdr.n_kept = 0;
+	fdr.core = NULL;
+}
+
+static struct reserve_slot *slot_of(const struct conn *c)
+{
+	if (!fdr.n_lent || !c)
+		return NULL;
+	for (int i = 0; i < LISTEN_RESERVE_FDS; i++)
+		if (fdr.slot[i].client == c)
+			return &fdr.slot[i];
+	return NULL;
+}
+
+static struct reserve_slot *slot_to_lend(void)
+{
+	for (int i = 0; i < LISTEN_RESERVE_FDS; i++)
+		if (fdr.slot[i].fd >= 0 && !fdr.slot[i].client)
+			return &fdr.slot[i];
+	return NULL;
+}
+
+static void episode_log(struct listener *ls, int err)
+{
+	usec_t now = loop_now(ls->core->loop);
+	if (!fdr.starved) {
+		fdr.starved = true;
+		fdr.refused = 0;
+		fdr.logged = now;
+		log_warning("accept() on %s: %s: refusing new clients (console logins excepted) "
+		            "until descriptors free up",
+		            ls->name, strerror(err));
+	} else if (now - fdr.logged >= RESERVE_LOG_EVERY) {
+		fdr.logged = now;
+		log_warning("still out of file descriptors: %llu clients refused so far",
+		            (unsigned long long)fdr.refused);
+	}
+}
+
+static void episode_over(void)
+{
+	fdr.starved = false;
+	log_info("file descriptors available again: %llu clients were refused while out of them",
+	         (unsigned long long)fdr.refused);
+}
+
+bool listen_reserve_probing(const struct conn *c)
+{
+	const struct reserve_slot *s = slot_of(c);
+	return s && !s->kept;
+}
+
+bool listen_reserve_keep(struct conn *c)
+{
+	struct reserve_slot *s = slot_of(c);
+	const struct config *cfg = c->core->cfg;
+	if (!s || s->kept)
+		return true;
+	if (fdr.n_kept >= RESERVE_CONSOLES)
+		return false;
+	s->kept = true;
+	fdr.n_kept++;
+	conn_log(c, LOG_LVL_INFO, "console login on a reserved descriptor");
+	loop_timer_stop(c->core->loop, &c->timer);
+	if (cfg->client_login_timeout)
+		loop_timer_start(c->core->loop, &c->timer, cfg->client_login_timeout, 0,
+		                 login_expired, c);
+	return true;
+}
+
+void listen_reserve_refuse(struct conn *c)
+{
+	fdr.refused++;
+	conn_log(c, LOG_LVL_DEBUG, "refused: out of file descriptors");
+	client_fail(c, "53300", LISTEN_REFUSE_MSG);
+	listen_reserve_return(c);
+}
+
+void listen_reserve_return(struct conn *c)
+{
+	struct reserve_slot *s = slot_of(c);
+	struct list *it;
+	if (!s)
+		return;
+	if (s->kept)
+		fdr.n_kept--;
+	s->client = NULL;
+	s->kept = false;
+	fdr.n_lent--;
+	/* its socket is closed by now: take the descriptor back before anyone else does */
+	(void)reserve_refill();
+	if (s->fd < 0)
+		return;
+	list_for_each(it, &fdr.core->listeners)
+	{
+		struct listener *ls = list_entry(it, struct listener, node);
+		if (ls->wants_slot) {
+			loop_timer_stop(fdr.core->loop, &ls->retry);
+			accept_resume(fdr.core->loop, &ls->retry, ls);
+		}
+	}
+}
+
+static struct conn *take_client(struct listener *ls, int fd, const struct sockaddr_storage *addr,
+                                bool probe)
 {
 	struct core *core = ls->core;
 	const struct config *cfg = core->cfg;
@@ -70,42 +275,104 @@ static void take_client(struct listener *ls, int fd, const struct sockaddr_stora
 	core->n_clients++;
 	if (!conn_watch(c, false)) {
 		client_close(c, "cannot watch socket");
-		return;
+		return NULL;
 	}
-	if (cfg->client_login_timeout)
-		loop_timer_start(core->loop, &c->timer, cfg->client_login_timeout, 0, login_expired,
-		                 c);
-	if (cfg->log_connections) {
+	usec_t timeout = cfg->client_login_timeout;
+	if (probe && (!timeout || timeout > RESERVE_PROBE_TIMEOUT))
+		timeout = RESERVE_PROBE_TIMEOUT;
+	if (timeout)
+		loop_timer_start(core->loop, &c->timer, timeout, 0, login_expired, c);
+	/* probes are counted in the episode's summary lines instead: a storm would flood */
+	if (cfg->log_connections && (!probe || log_enabled(LOG_LVL_DEBUG))) {
 		char a[128];
-		log_info("C-%llu: new connection from %s", (unsigned long long)c->id,
-		         conn_addr_str(addr, a, sizeof(a)));
+		log_msg(probe ? LOG_LVL_DEBUG : LOG_LVL_INFO, "C-%llu: new connection from %s%s",
+		        (unsigned long long)c->id, conn_addr_str(addr, a, sizeof(a)),
+		        probe ? " (on a reserved descriptor)" : "");
 	}
 	ls->proto->client_accepted(c);
+	return c->state == CL_JUSTFREE ? NULL : c;
+}
+
+/* Stops accepting on ls for ACCEPT_RETRY; the queue waits in the kernel meanwhile. */
+static void accept_pause(struct listener *ls, int err)
+{
+	struct loop *l = ls->core->loop;
+	usec_t now = loop_now(l);
+	if (err && (!ls->warned || now - ls->warned >= RESERVE_LOG_EVERY)) {
+		ls->warned = now;
+		log_warning("accept() on %s: %s; pausing accepts for a moment", ls->name,
+		            strerror(err));
+	}
+	if (loop_set_mask(l, ls->fd, 0))
+		loop_timer_start(l, &ls->retry, ACCEPT_RETRY, 0, accept_resume, ls);
+}
+
+/* accept() failed with EMFILE/ENFILE: serve the queue from the reserve (top comment). */
+static void accept_starved(struct listener *ls, int err)
+{
+	episode_log(ls, err);
+	for (int i = 0; i < 64 && ls->fd >= 0; i++) {
+		struct reserve_slot *s = slot_to_lend();
+		if (!s) {
+			/* resumed when a probe ends; the timer in case a placeholder is missing */
+			ls->wants_slot = true;
+			accept_pause(ls, 0);
+			return;
+		}
+		close(s->fd);
+		s->fd = -1;
+		struct sockaddr_storage addr = {0};
+		socklen_t len = sizeof(addr);
+		int cfd =
+		    accept4(ls->fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			int e = errno;
+			(void)reserve_refill();
+			if (e == EAGAIN || e == EWOULDBLOCK)
+				return;
+			if (e != EINTR && e != ECONNABORTED) {
+				accept_pause(ls, e);
+				return;
+			}
+			continue;
+		}
+		struct conn *c = take_client(ls, cfd, &addr, true);
+		if (c) {
+			s->client = c;
+			fdr.n_lent++;
+		} else {
+			(void)reserve_refill();
+		}
+	}
 }
 
 static void accept_ready(struct loop *l, int fd, int events, void *arg)
 {
 	struct listener *ls = arg;
+	(void)l;
 	(void)events;
+	if (fdr.n_missing)
+		(void)reserve_refill();
 	/* a bounded batch per wake-up, so one listener cannot starve the rest */
 	for (int i = 0; i < 32; i++) {
 		struct sockaddr_storage addr = {0};
 		socklen_t len = sizeof(addr);
 		int cfd = accept4(fd, (struct sockaddr *)&addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				log_warning("accept() on %s: %s; pausing accepts for 1 s", ls->name,
-				            strerror(errno));
-				if (loop_set_mask(l, fd, 0))
-					loop_timer_start(l, &ls->retry, USEC_PER_SEC, 0,
-					                 accept_resume, ls);
-			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-				log_warning("accept() on %s: %s", ls->name, strerror(errno));
-			}
+			int err = errno;
+			if (err == EMFILE || err == ENFILE)
+				accept_starved(ls, err);
+			else if (err == ENOBUFS || err == ENOMEM)
+				accept_pause(ls, err);
+			else if (err == EINTR || err == ECONNABORTED)
+				continue;
+			else if (err != EAGAIN && err != EWOULDBLOCK)
+				log_warning("accept() on %s: %s", ls->name, strerror(err));
 			return;
 		}
-		take_client(ls, cfd, &addr);
+		if (fdr.starved)
+			episode_over();
+		(void)take_client(ls, cfd, &addr, false);
 		if (ls->fd < 0)
 			return; /* the new client made us stop listening */
 	}
@@ -231,7 +498,7 @@ bool listen_open_all(struct core *core, const struct proto_ops *proto)
 	free(list);
 	if (ok && cfg->unix_socket_dir && cfg->unix_socket_dir[0])
 		ok = open_unix(core, proto);
-	return ok;
+	return ok && reserve_open(core);
 }
 
 void listen_pause_all(struct core *core, bool pause)
@@ -241,6 +508,7 @@ void listen_pause_all(struct core *core, bool pause)
 	{
 		struct listener *ls = list_entry(it, struct listener, node);
 		loop_timer_stop(core->loop, &ls->retry);
+		ls->wants_slot = false;
 		if (!loop_set_mask(core->loop, ls->fd, pause ? 0 : LOOP_READ))
 			log_error("cannot %s listening on %s", pause ? "pause" : "resume",
 			          ls->name);
@@ -260,4 +528,5 @@ void listen_close_all(struct core *core)
 		free(ls->unix_path);
 		free(ls);
 	}
+	reserve_close();
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -26,11 +27,14 @@
 #include "config.h"
 #include "conn.h"
 #include "core.h"
+#include "dns.h"
+#include "hosts.h"
 #include "iobuf.h"
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "netutil.h"
 #include "pool.h"
 #include "proto.h"
 
@@ -270,11 +274,72 @@ static bool setup_signals(struct core *core)
 	return signal_fd >= 0 && loop_watch(core->loop, signal_fd, LOOP_READ, on_signal, core);
 }
 
+/* One of db's hosts is this host name (names compare case-insensitively). */
+static bool db_uses_host(const struct database *db, const char *host)
+{
+	for (size_t i = 0; db->hosts && i < db->hosts->n; i++) {
+		const char *name = db->hosts->v[i].name;
+		if (name && strcasecmp(name, host) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* dns -> pools: a lookup of host ended; pools waiting for it open servers or fail now */
+static void dns_resolved(void *arg, const char *host)
+{
+	struct core *core = arg;
+	struct list *it;
+	list_for_each(it, &core->databases)
+	{
+		struct database *db = list_entry(it, struct database, node);
+		if (db_uses_host(db, host))
+			pool_wake_database(core, db);
+	}
+}
+
+/* dns -> pools: host lost these addresses; servers connected to one close when idle */
+static void dns_addrs_gone(void *arg, const char *host, const struct sockaddr_storage *gone,
+                           size_t n)
+{
+	struct core *core = arg;
+	struct list *it, *s;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (!db_uses_host(pool->db, host))
+			continue;
+		for (int st = 0; st < SV_JUSTFREE; st++)
+			list_for_each(s, &pool->servers[st])
+			{
+				struct conn *sv = list_entry(s, struct conn, node);
+				for (size_t i = 0; i < n; i++)
+					if (net_same_ip(&sv->addr, &gone[i]))
+						sv->flags |= CONN_F_CLOSE_NEEDED;
+			}
+		/* closing may hand other idle servers out: look again from the start */
+		bool again = true;
+		while (again) {
+			again = false;
+			list_for_each(s, &pool->servers[SV_IDLE])
+			{
+				struct conn *sv = list_entry(s, struct conn, node);
+				if (sv->flags & CONN_F_CLOSE_NEEDED) {
+					server_close(sv, "host address changed");
+					again = true;
+					break;
+				}
+			}
+		}
+	}
+}
+
 static void janitor_tick(struct loop *l, struct loop_timer *t, void *arg)
 {
 	struct core *core = arg;
 	(void)t;
 	pool_janitor(core);
+	dns_maintain(core->dns);
 	admin_check_waiting(core);
 	if (loop_now(l) - core->stats_rolled >= core->cfg->stats_period) {
 		core->stats_rolled = loop_now(l);
@@ -337,13 +402,68 @@ static void drop_privileges(const char *user)
 		fatal("cannot become user %s: %s", user, strerror(errno));
 }
 
-static void log_limits(const struct config *cfg)
+/* Server connections the config allows at most, PgBouncer's way: per database its pool
+ * (plus reserve) for each user that may log in, or once with a forced user. */
+static unsigned long long max_servers(const struct config *cfg, const struct auth_file *af)
+{
+	unsigned long long total = 0;
+	unsigned long long users = af && af->n_users ? af->n_users : 1;
+	for (size_t i = 0; i < cfg->n_dbs; i++) {
+		const struct db_entry *e = cfg->dbs[i];
+		int size = e->pool_size >= 0 ? e->pool_size : cfg->default_pool_size;
+		int reserve =
+		    e->reserve_pool_size >= 0 ? e->reserve_pool_size : cfg->reserve_pool_size;
+		int cap =
+		    e->max_db_connections >= 0 ? e->max_db_connections : cfg->max_db_connections;
+		unsigned long long n = (unsigned long long)size + (unsigned long long)reserve;
+		n *= e->user ? 1 : users;
+		if (cap > 0 && n > (unsigned long long)cap)
+			n = (unsigned long long)cap;
+		total += n;
+	}
+	return total;
+}
+
+/* The descriptor limit against what the config may need: the soft limit is raised up
+ * to the hard one when it is short, and a limit still short is warned about. Past it,
+ * new clients are refused with "too many connections" (listen.c). */
+static void check_fd_limit(const struct config *cfg, const struct auth_file *af)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		log_info("file descriptor limit: %llu (max_client_conn: %d, default_pool_size: %d)",
-		         (unsigned long long)rl.rlim_cur, cfg->max_client_conn,
-		         cfg->default_pool_size);
+	unsigned long long servers = max_servers(cfg, af);
+	/* listeners, epoll, signalfd, log, metrics, cancels in flight: a generous guess */
+	unsigned long long own = LISTEN_RESERVE_FDS + 16;
+	unsigned long long need = (unsigned long long)cfg->max_client_conn +
+	                          (unsigned long long)cfg->admin_max_client_conn + servers + own;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		log_warning("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need && rl.rlim_max > rl.rlim_cur) {
+		struct rlimit up = rl;
+		up.rlim_cur =
+		    rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			log_info("raised the file descriptor limit from %llu to %llu",
+			         (unsigned long long)rl.rlim_cur, (unsigned long long)up.rlim_cur);
+			rl = up;
+		}
+	}
+	log_info("file descriptor limit: %llu (hard %llu); may need %llu: max_client_conn %d + "
+	         "admin_max_client_conn %d + server connections %llu + %llu of its own",
+	         (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, need,
+	         cfg->max_client_conn, cfg->admin_max_client_conn, servers, own);
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warning(
+		    "the file descriptor limit %llu is below the %llu the config may need: "
+		    "past it new clients are refused with \"too many connections\"; raise "
+		    "it (ulimit -n, LimitNOFILE=) or lower max_client_conn or the pool sizes",
+		    (unsigned long long)rl.rlim_cur, need);
+}
+
+static void log_limits(const struct config *cfg, const struct auth_file *af)
+{
+	check_fd_limit(cfg, af);
 	if (geteuid() == 0)
 		log_warning("running as root; use -u or a service user in production");
 }
@@ -388,6 +508,8 @@ static void core_teardown(struct core *core)
 	core->run_state = RUN_EXIT;
 	metrics_close(core);
 	pool_free_all(core);
+	dns_free(core->dns);
+	core->dns = NULL;
 	loop_run_deferred(core->loop);
 	if (core->cfg->pidfile && core->cfg->pidfile[0])
 		unlink(core->cfg->pidfile);
@@ -431,6 +553,10 @@ int main(int argc, char **argv)
 		fatal("cannot create the event loop: %s", strerror(errno));
 	if (!setup_signals(&core))
 		fatal("cannot set up signal handling: %s", strerror(errno));
+	const struct dns_hooks dns_hooks = {dns_resolved, dns_addrs_gone, &core};
+	core.dns = dns_new(&core, &dns_hooks, err, sizeof(err));
+	if (!core.dns)
+		fatal("cannot start the resolver: %s", err);
 	if (!listen_open_all(&core, &pg_proto) || !metrics_open(&core)) {
 		/* the pidfile may be another instance's: not ours to remove */
 		free(core.cfg->pidfile);
@@ -442,7 +568,7 @@ int main(int argc, char **argv)
 	if (opts.user)
 		drop_privileges(opts.user);
 	log_info("sluice %s started", SLUICE_VERSION);
-	log_limits(core.cfg);
+	log_limits(core.cfg, core.auth);
 	loop_set_before_sleep(core.loop, before_sleep, &core);
 	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick, &core);
 	loop_run(core.loop);

@@ -90,6 +90,7 @@ enum pgs_phase {
 	PGS_CONNECT_QUERY,
 	PGS_READY, /* idle or relaying */
 	PGS_RESET, /* server_reset_query running */
+	PGS_CHECK, /* server_check_query running */
 };
 
 struct pg_server {
@@ -169,6 +170,7 @@ void pg_server_connected(struct conn *s);
 void pg_server_input(struct conn *s);
 bool pg_server_clean(const struct conn *s);
 bool pg_server_reset(struct conn *s);
+void pg_server_check(struct conn *s);
 /* Re-arms the server's timer for query, transaction and idle-in-transaction timeouts. */
 void pg_server_arm_timeouts(struct conn *s);
 /* Runs sql on the server as sluice's own query; replies are swallowed. */

@@ -85,7 +85,7 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 		return;
 	}
 	struct conn *server = target->link;
-	int fd = pool_connect_socket(server->pool, &addr, err, sizeof(err));
+	int fd = pool_connect_server_addr(server, &addr, err, sizeof(err)); /* its host */
 	if (fd < 0) {
 		conn_log(server, LOG_LVL_WARNING, "cannot send cancel: %s", err);
 		return;

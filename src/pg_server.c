@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "core.h"
+#include "hosts.h"
 #include "log.h"
 #include "md5auth.h"
 #include "pg.h"
@@ -229,11 +230,15 @@ static void take_param_status(struct conn *s, const uint8_t *body, uint32_t len)
 		pg_params_set(&pgc(c)->wanted, canon, value);
 }
 
+static bool login_host_check(struct conn *s);
+
 static void login_complete(struct conn *s)
 {
 	struct pg_server *ps = pgs(s);
 	struct pg_pool *pp = pg_pool_state(s->pool);
 	scram_client_clear(&ps->scram);
+	if (!login_host_check(s)) /* a health probe, or target_session_attrs refused it */
+		return;
 	if (!pp->have_welcome) {
 		for (size_t i = 0; i < ps->params.n; i++)
 			pg_params_set(&pp->welcome, ps->params.v[i].name, ps->params.v[i].value);
@@ -298,9 +303,15 @@ void pg_server_internal_query(struct conn *s, const char *sql)
 	ps->internal_failed = false;
 }
 
+static void check_done(struct conn *s);
+
 static void internal_done(struct conn *s)
 {
 	struct pg_server *ps = pgs(s);
+	if (ps->phase == PGS_CHECK) {
+		check_done(s);
+		return;
+	}
 	if (ps->phase == PGS_CONNECT_QUERY || ps->phase == PGS_RESET) {
 		bool reset = ps->phase == PGS_RESET;
 		ps->phase = PGS_READY;
@@ -633,4 +644,45 @@ bool pg_server_reset(struct conn *s)
 	ps->phase = PGS_RESET;
 	pg_server_internal_query(s, q);
 	return true;
+}
+
+/* --- server_check_query --- */
+
+void pg_server_check(struct conn *s)
+{
+	pgs(s)->phase = PGS_CHECK;
+	/* "" sends an empty query, answered by EmptyQueryResponse */
+	pg_server_internal_query(s, s->core->cfg->server_check_query);
+}
+
+static void check_done(struct conn *s)
+{
+	struct pg_server *ps = pgs(s);
+	ps->phase = PGS_READY;
+	if (ps->internal_failed)
+		conn_log(s, LOG_LVL_WARNING, "server_check_query failed: %s",
+		         ps->internal_error ? ps->internal_error : "?");
+	pool_server_checked(s, !ps->internal_failed && ps->txn_status == 'I');
+}
+
+/* --- host health and target_session_attrs after login --- */
+
+/* A boolean GUC the server reported (PostgreSQL 14+ reports these two): -1 if not. */
+static int reported_bool(const struct conn *s, const char *name)
+{
+	const char *v = pg_params_get(&pgs(s)->params, name);
+	if (!v)
+		return -1;
+	return strcmp(v, "on") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0;
+}
+
+/*
+ * Tells hosts.c what the server is, as libpq judges target_session_attrs: from the
+ * in_hot_standby and default_transaction_read_only the server reported at login.
+ * False when hosts.c closed the server (a probe, or not the kind of server wanted).
+ */
+static bool login_host_check(struct conn *s)
+{
+	return hosts_login_done(s, reported_bool(s, "in_hot_standby"),
+	                        reported_bool(s, "default_transaction_read_only"));
 }

@@ -19,11 +19,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dns.h"
+#include "hosts.h"
+#include "listen.h"
 #include "log.h"
 #include "netutil.h"
 #include "proto.h"
 
 static void pool_launch_servers(struct pool *pool);
+static void serve_waiters(struct pool *pool);
+static void pool_fast_close(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
 static void admin_poke(struct core *core)
 {
@@ -36,8 +41,10 @@ static void admin_poke(struct core *core)
 static void database_fill(struct database *db, const struct db_entry *e, const char *name,
                           const struct config *cfg)
 {
-	db->host = e->host ? xstrndup(e->host, strcspn(e->host, ",")) : NULL;
+	db->host = e->host ? xstrdup(e->host) : NULL;
 	db->port = e->port > 0 ? e->port : db->proto->default_port;
+	db->hosts = host_set_new(e->host, e->ports, db->port, e->load_balance_hosts,
+	                         e->target_session_attrs);
 	db->dbname = xstrdup(e->dbname && strcmp(e->name, "*") ? e->dbname : name);
 	db->force_user = e->user ? xstrdup(e->user) : NULL;
 	db->password = e->password ? xstrdup(e->password) : NULL;
@@ -61,6 +68,7 @@ static void database_fill(struct database *db, const struct db_entry *e, const c
 static void database_clear(struct database *db)
 {
 	free(db->host);
+	hosts_free(db->hosts);
 	free(db->dbname);
 	free(db->force_user);
 	if (db->password) {
@@ -105,6 +113,7 @@ static void user_fill(struct user *u, const struct config *cfg)
 	const struct user_entry *e = config_find_user(cfg, u->name);
 	u->pool_mode = e ? e->pool_mode : POOL_MODE_UNSET;
 	u->pool_size = e ? e->pool_size : -1;
+	u->reserve_pool_size = e ? e->reserve_pool_size : -1;
 	u->max_user_connections =
 	    e && e->max_user_connections >= 0 ? e->max_user_connections : cfg->max_user_connections;
 	u->query_timeout = e ? e->query_timeout : 0;
@@ -134,8 +143,8 @@ static bool database_changed(const struct database *db, const struct database *f
 {
 #define DIFF(a, b) (((a) == NULL) != ((b) == NULL) || ((a) && strcmp((a), (b))))
 	return DIFF(db->host, fresh->host) || db->port != fresh->port ||
-	       DIFF(db->dbname, fresh->dbname) || DIFF(db->force_user, fresh->force_user) ||
-	       DIFF(db->password, fresh->password);
+	       hosts_differ(db->hosts, fresh->hosts) || DIFF(db->dbname, fresh->dbname) ||
+	       DIFF(db->force_user, fresh->force_user) || DIFF(db->password, fresh->password);
 #undef DIFF
 }
 
@@ -153,6 +162,7 @@ static void mark_db_servers_close(struct core *core, struct database *db)
 		while (!list_empty(&pool->servers[SV_IDLE]))
 			server_close(list_entry(pool->servers[SV_IDLE].next, struct conn, node),
 			             "database changed by reload");
+		pool_fast_close(pool);
 	}
 }
 
@@ -174,6 +184,7 @@ void pool_apply_config(struct core *core)
 		database_fill(&fresh, e, db->name, core->cfg);
 		if (database_changed(db, &fresh))
 			mark_db_servers_close(core, db);
+		hosts_carry(fresh.hosts, db->hosts); /* health of the hosts that stay */
 		database_clear(db);
 		fresh.node = db->node;
 		fresh.name = db->name;
@@ -228,6 +239,24 @@ int pool_effective_size(const struct pool *pool)
 	return pool->core->cfg->default_pool_size;
 }
 
+int pool_min_size(const struct pool *pool)
+{
+	int min =
+	    pool->db->min_pool_size >= 0 ? pool->db->min_pool_size : pool->core->cfg->min_pool_size;
+	int size = pool_effective_size(pool);
+	return min < size ? min : size;
+}
+
+/* As PgBouncer: the [users] entry's, else the database's, else the global one. */
+int pool_reserve_size(const struct pool *pool)
+{
+	if (pool->user->reserve_pool_size >= 0)
+		return pool->user->reserve_pool_size;
+	if (pool->db->reserve_pool_size >= 0)
+		return pool->db->reserve_pool_size;
+	return pool->core->cfg->reserve_pool_size;
+}
+
 /* A user's own timeout when set, else the global one: PgBouncer's override rule. */
 static usec_t user_or_global(usec_t user_value, usec_t global_value)
 {
@@ -272,7 +301,8 @@ int pool_total_servers(const struct pool *pool)
 	return n;
 }
 
-void server_set_state(struct conn *s, enum server_state st)
+/* Moves s to the list of st; request_time (the idle clock) is left alone. */
+static void server_move(struct conn *s, enum server_state st)
 {
 	struct pool *pool = s->pool;
 	if (s->state != SV_JUSTFREE && !list_empty(&s->node)) {
@@ -284,13 +314,20 @@ void server_set_state(struct conn *s, enum server_state st)
 	s->state = st;
 	if (st == SV_JUSTFREE)
 		return;
-	/* idle servers: most recently used first, so the rest can age out */
-	if (st == SV_IDLE)
+	/* idle servers are taken from the head: most recently used first, so the rest can
+	 * age out, or least recently used first with server_round_robin */
+	if (st == SV_IDLE && !s->core->cfg->server_round_robin)
 		list_add_head(&pool->servers[st], &s->node);
 	else
 		list_add_tail(&pool->servers[st], &s->node);
 	pool->n_servers[st]++;
-	s->request_time = loop_now(s->core->loop);
+}
+
+void server_set_state(struct conn *s, enum server_state st)
+{
+	server_move(s, st);
+	if (st != SV_JUSTFREE)
+		s->request_time = loop_now(s->core->loop);
 }
 
 static void client_set_state(struct conn *c, enum client_state st)
@@ -342,9 +379,7 @@ static void query_wait_expired(struct loop *l, struct loop_timer *t, void *arg)
 
 static bool login_backoff_active(const struct pool *pool)
 {
-	usec_t now = loop_now(pool->core->loop);
-	return pool->login_error_msg &&
-	       now - pool->login_failed_at < pool->core->cfg->server_login_retry;
+	return pool->login_error_msg && loop_now(pool->core->loop) < pool->login_retry_at;
 }
 
 void pool_client_enter(struct pool *pool, struct conn *client, bool needs_server)
@@ -367,14 +402,76 @@ bool pool_is_paused(const struct pool *pool)
 	return core->paused || core->suspended || pool->db->paused;
 }
 
+/* Waiters that no server on its way (connecting, logging in, being reset or checked)
+ * will serve. */
+static int unmet_demand(const struct pool *pool)
+{
+	return pool->n_waiting - (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] +
+	                          pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED]);
+}
+
+/* --- health checks (server_check_query) --- */
+
+/*
+ * A server is known alive when it was last used (request_time, set as it went idle)
+ * or when its last check passed. Servers never wait in a queue, so for them
+ * wait_start holds the latter.
+ */
+static bool server_needs_check(const struct conn *s, usec_t now)
+{
+	usec_t alive = s->request_time > s->wait_start ? s->request_time : s->wait_start;
+	return now - alive >= s->core->cfg->server_check_delay;
+}
+
+static void server_check_expired(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *s = arg;
+	struct pool *pool = s->pool;
+	(void)l;
+	(void)t;
+	server_close(s, "server_check_query got no answer within server_connect_timeout");
+	serve_waiters(pool);
+	pool_launch_servers(pool);
+}
+
+/* Idle -> tested while server_check_query runs; the idle clock keeps counting. */
+static void server_start_check(struct conn *s)
+{
+	const struct config *cfg = s->core->cfg;
+	conn_log(s, LOG_LVL_DEBUG, "checking: %s",
+	         cfg->server_check_query[0] ? cfg->server_check_query : "(empty query)");
+	server_move(s, SV_TESTED);
+	if (cfg->server_connect_timeout)
+		loop_timer_start(s->core->loop, &s->timer, cfg->server_connect_timeout, 0,
+		                 server_check_expired, s);
+	s->proto->server_check(s);
+}
+
+/* The idle server to hand out next, starting checks on the stale ones it passes for
+ * as many waiters as nothing else will serve. NULL when none is ready. */
+static struct conn *pick_idle(struct pool *pool)
+{
+	usec_t now = loop_now(pool->core->loop);
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+	{
+		struct conn *s = list_entry(it, struct conn, node);
+		if (!server_needs_check(s, now))
+			return s;
+		if (unmet_demand(pool) > 0)
+			server_start_check(s);
+	}
+	return NULL;
+}
+
 /* FIFO: idle servers go to the longest waiters. */
 static void serve_waiters(struct pool *pool)
 {
+	struct conn *s;
 	if (pool_is_paused(pool))
 		return;
-	while (!list_empty(&pool->servers[SV_IDLE]) && !list_empty(&pool->waiting))
-		link_pair(list_entry(pool->waiting.next, struct conn, node),
-		          list_entry(pool->servers[SV_IDLE].next, struct conn, node));
+	while (!list_empty(&pool->waiting) && (s = pick_idle(pool)) != NULL)
+		link_pair(list_entry(pool->waiting.next, struct conn, node), s);
 }
 
 void pool_lease(struct conn *client)
@@ -445,20 +542,61 @@ void pool_release(struct conn *client)
 	pool_server_ready(server);
 }
 
-void pool_server_ready(struct conn *server)
+/*
+ * server_lifetime: true when s has lived long enough and closing it now keeps the
+ * pool's closings at least server_lifetime / pool size apart (PgBouncer's rule), so
+ * a pool opened at once does not reconnect all at once. The caller closes s.
+ */
+static bool lifetime_close_due(struct conn *s)
+{
+	struct pool *pool = s->pool;
+	usec_t lifetime = s->core->cfg->server_lifetime;
+	usec_t now = loop_now(s->core->loop);
+	if (!lifetime || wall_usec() - s->connect_time < lifetime)
+		return false;
+	int size = pool_effective_size(pool);
+	usec_t gap = size > 0 ? lifetime / (usec_t)size : 0;
+	if (pool->last_lifetime_close && now - pool->last_lifetime_close < gap)
+		return false;
+	pool->last_lifetime_close = now;
+	return true;
+}
+
+/* A server login worked: the pool is up again. */
+static void login_succeeded(struct pool *pool)
+{
+	pool->login_backoff = 0;
+	pool->login_retry_at = 0;
+	loop_timer_stop(pool->core->loop, &pool->retry_timer);
+	if (!pool->login_error_msg)
+		return;
+	log_info("%s/%s: server login works again", pool->db->name, pool->user->name);
+	free(pool->login_error_code);
+	free(pool->login_error_msg);
+	pool->login_error_code = pool->login_error_msg = NULL;
+}
+
+/* Login, reset or check done: the server goes to the head waiter, or idle. checked:
+ * only a check ran, so the idle clock (request_time) goes on from before it. */
+static void server_available(struct conn *server, bool checked)
 {
 	struct pool *pool = server->pool;
 	struct core *core = server->core;
+	usec_t used = server->request_time;
 	loop_timer_stop(core->loop, &server->timer);
+	if (server->state == SV_LOGIN)
+		login_succeeded(pool);
 	if (server->flags & CONN_F_CLOSE_NEEDED) {
 		server_close(server, "close needed");
 		return;
 	}
-	if (server->state == SV_LOGIN && pool->login_error_msg) {
-		free(pool->login_error_code);
-		free(pool->login_error_msg);
-		pool->login_error_code = pool->login_error_msg = NULL;
+	if (lifetime_close_due(server)) {
+		server_close(server, "server_lifetime");
+		return;
 	}
+	/* an idle server must hear the peer's FIN at once */
+	if (server->flags & CONN_F_READ_PAUSED)
+		conn_pause_read(server, false);
 	if (core->run_state == RUN_WAIT_SERVERS) {
 		server_set_state(server, SV_IDLE);
 		core_check_shutdown(core);
@@ -466,42 +604,155 @@ void pool_server_ready(struct conn *server)
 	}
 	if (!list_empty(&pool->waiting) && !pool_is_paused(pool)) {
 		link_pair(list_entry(pool->waiting.next, struct conn, node), server);
+		if (server->state != SV_JUSTFREE)
+			pool_launch_servers(pool);
+		return;
+	}
+	/* the reserve (or a pool made smaller) shrinks back once nobody waits */
+	if (pool_total_servers(pool) > pool_effective_size(pool)) {
+		server_close(server, "pool above its size, nobody waiting");
 		return;
 	}
 	server_set_state(server, SV_IDLE);
+	if (checked)
+		server->request_time = used;
 	conn_trim_buffers(server);
+	pool_launch_servers(pool); /* min_pool_size */
 	admin_poke(core);
 }
 
-void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+void pool_server_ready(struct conn *server)
+{
+	server_available(server, false);
+}
+
+void pool_server_checked(struct conn *server, bool ok)
 {
 	struct pool *pool = server->pool;
+	loop_timer_stop(server->core->loop, &server->timer);
+	if (!ok) {
+		/* whoever waited for this server gets another one, not an error */
+		server_close(server, "server_check_query failed");
+		serve_waiters(pool);
+		pool_launch_servers(pool);
+		return;
+	}
+	server->wait_start = loop_now(server->core->loop);
+	server_available(server, true);
+}
+
+/* Failures that a restart or a short outage explains: retried soon, then less often. */
+static bool login_error_transient(const char *sqlstate)
+{
+	static const char *const codes[] = {"08000", "08001", "08003", "08006"};
+	if (!sqlstate)
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
+		if (strcmp(sqlstate, codes[i]) == 0)
+			return true;
+	/* 57P01-57P03: shutting down, crashed, starting up; 53xxx: out of resources */
+	return strncmp(sqlstate, "57P", 3) == 0 || strncmp(sqlstate, "53", 2) == 0;
+}
+
+#define LOGIN_BACKOFF_FIRST (100 * USEC_PER_MSEC)
+
+static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg);
+
+/*
+ * The pool is down: remember the error, decide when the next login may be tried and
+ * give the error to every waiter now (they would get the same after a wait).
+ */
+static void pool_login_failed(struct pool *pool, const char *sqlstate, const char *msg)
+{
+	struct core *core = pool->core;
+	usec_t now = loop_now(core->loop);
+	usec_t retry = core->cfg->server_login_retry;
 	free(pool->login_error_code);
 	free(pool->login_error_msg);
 	pool->login_error_code = xstrdup(sqlstate);
 	pool->login_error_msg = xstrdup(msg);
-	pool->login_failed_at = loop_now(server->core->loop);
-	conn_log(server, LOG_LVL_WARNING, "server login failed: %s", msg);
-	server_close(server, "login failed");
-	/* every waiter would get the same answer after a wait: give it now */
+	pool->login_failed_at = now;
+	if (!login_error_transient(sqlstate)) {
+		pool->login_backoff = retry;
+		pool->login_retry_at = now + retry;
+	} else if (now >= pool->login_retry_at) {
+		/* (an attempt started before the last failure does not count twice) */
+		pool->login_backoff =
+		    pool->login_backoff ? 2 * pool->login_backoff : LOGIN_BACKOFF_FIRST;
+		if (pool->login_backoff > retry)
+			pool->login_backoff = retry;
+		pool->login_retry_at = now + pool->login_backoff;
+	}
+	if (pool->login_retry_at > now)
+		loop_timer_start(core->loop, &pool->retry_timer, pool->login_retry_at - now, 0,
+		                 login_retry_due, pool);
 	while (!list_empty(&pool->waiting)) {
 		struct conn *c = list_entry(pool->waiting.next, struct conn, node);
 		client_fail(c, sqlstate, msg);
 	}
 }
 
+void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+{
+	struct pool *pool = server->pool;
+	if (hosts_login_failed(server, sqlstate, msg)) /* a probe, or another host takes over */
+		return;
+	char *code = xstrdup(sqlstate), *text = xstrdup(msg); /* msg may live in server */
+	conn_log(server, LOG_LVL_WARNING, "server login failed: %s", msg);
+	/* the error first, so that closing the server does not open another one */
+	pool_login_failed(pool, code, text);
+	server_close(server, "login failed");
+	free(code);
+	free(text);
+}
+
 /* --- opening server connections --- */
 
-static bool server_limits_allow(const struct pool *pool)
+/* The head waiter has waited reserve_pool_timeout: the reserve may open. */
+static bool reserve_open(const struct pool *pool)
+{
+	usec_t timeout = pool->core->cfg->reserve_pool_timeout;
+	if (!timeout || pool_reserve_size(pool) <= 0 || list_empty(&pool->waiting))
+		return false;
+	const struct conn *head = list_entry(pool->waiting.next, struct conn, node);
+	return loop_now(pool->core->loop) - head->wait_start >= timeout;
+}
+
+static void reserve_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	(void)l;
+	(void)t;
+	pool_launch_servers(arg);
+}
+
+/* The pool is full for its waiters: look again when the head one may use the reserve. */
+static void arm_reserve_timer(struct pool *pool)
+{
+	usec_t timeout = pool->core->cfg->reserve_pool_timeout;
+	struct loop *l = pool->core->loop;
+	if (!timeout || pool_reserve_size(pool) <= 0 || list_empty(&pool->waiting) ||
+	    loop_timer_armed(&pool->reserve_timer))
+		return;
+	const struct conn *head = list_entry(pool->waiting.next, struct conn, node);
+	usec_t at = head->wait_start + timeout, now = loop_now(l);
+	loop_timer_start(l, &pool->reserve_timer, at > now ? at - now : 1, 0, reserve_due, pool);
+}
+
+/* for_waiters: a waiter needs the server (admin_pool_size and the reserve may apply);
+ * otherwise it is for min_pool_size or a probe. */
+static bool server_limits_allow(const struct pool *pool, bool for_waiters)
 {
 	const struct database *db = pool->db;
 	const struct user *u = pool->user;
 	/* a DBA at the head of the queue may use admin_pool_size servers beyond the limits */
 	int extra = 0;
-	if (!list_empty(&pool->waiting) &&
+	if (for_waiters && !list_empty(&pool->waiting) &&
 	    (list_entry(pool->waiting.next, struct conn, node)->flags & CONN_F_ADMIN_USER))
 		extra = pool->core->cfg->admin_pool_size;
-	if (pool_total_servers(pool) >= pool_effective_size(pool) + extra)
+	int size = pool_effective_size(pool) + extra;
+	if (for_waiters && reserve_open(pool))
+		size += pool_reserve_size(pool);
+	if (pool_total_servers(pool) >= size)
 		return false;
 	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections + extra)
 		return false;
@@ -518,21 +769,17 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 	pool_server_login_failed(s, "08006", "server login timed out (server_connect_timeout)");
 }
 
-static bool launch_one(struct pool *pool)
+/* pool_connect_socket(): no socket yet, the host name is being looked up */
+#define CONNECT_PENDING (-2)
+
+/* A server connection around a connecting socket, counted in its pool; NULL (and the
+ * socket closed) when the loop cannot watch it. */
+static struct conn *new_server_conn(struct pool *pool, int fd, const struct sockaddr_storage *addr)
 {
-	struct core *core = pool->core;
-	struct sockaddr_storage addr;
-	char err[256];
-	int fd = pool_connect_socket(pool, &addr, err, sizeof(err));
-	if (fd < 0) {
-		log_warning("%s/%s: cannot connect to server: %s", pool->db->name, pool->user->name,
-		            err);
-		return false;
-	}
-	struct conn *s = conn_new(core, fd, true);
+	struct conn *s = conn_new(pool->core, fd, true);
 	s->proto = pool->db->proto;
 	s->pool = pool;
-	s->addr = addr;
+	s->addr = *addr;
 	s->db_name = xstrdup(pool->db->name);
 	s->user_name = xstrdup(pool->user->name);
 	s->state = SV_JUSTFREE; /* not on any list yet */
@@ -541,32 +788,109 @@ static bool launch_one(struct pool *pool)
 	pool->user->n_servers++;
 	if (!conn_watch(s, true)) {
 		server_close(s, "cannot watch socket");
-		return false;
+		return NULL;
 	}
-	loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
-	                 server_connect_expired, s);
-	conn_log(s, LOG_LVL_DEBUG, "connecting");
-	return true;
+	return s;
 }
 
+/*
+ * false: stop launching, because the connect failed (the waiters are told why) or a host
+ * name lookup runs (the dns hooks wake the pool through pool_wake_database when it ends).
+ */
+static bool launch_one(struct pool *pool)
+{
+	struct core *core = pool->core;
+	struct sockaddr_storage addr;
+	char err[256];
+	int fd = pool_connect_socket(pool, &addr, err, sizeof(err));
+	if (fd == CONNECT_PENDING)
+		return false;
+	if (fd < 0) {
+		log_warning("%s/%s: cannot connect to server: %s", pool->db->name, pool->user->name,
+		            err);
+		goto fail;
+	}
+	struct conn *s = new_server_conn(pool, fd, &addr);
+	if (!s) {
+		snprintf(err, sizeof(err), "cannot watch socket");
+		goto fail;
+	}
+	if (core->cfg->server_connect_timeout) /* 0: no limit */
+		loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
+		                 server_connect_expired, s);
+	conn_log(s, LOG_LVL_DEBUG, "connecting");
+	return true;
+fail:;
+	/* every waiter would get the same answer: give it now, with the cause */
+	char msg[400];
+	snprintf(msg, sizeof(msg), "server connection failed for database %s: %s", pool->db->name,
+	         err);
+	pool_login_failed(pool, "08006", msg); /* down: back off, and tell the waiters */
+	return false;
+}
+
+/*
+ * min_pool_size is kept for a pool that has clients, and, as PgBouncer does, for a
+ * database's forced-user pool even without any (the janitor creates that pool).
+ */
+static bool pool_below_min(const struct pool *pool)
+{
+	return pool->core->run_state == RUN_NORMAL && !pool->db->stale && !pool_is_paused(pool) &&
+	       (pool->n_waiting + pool->n_active + pool->n_idle > 0 || pool->db->force_user) &&
+	       pool_total_servers(pool) < pool_min_size(pool);
+}
+
+/*
+ * Opens servers for the waiters nothing else will serve, and up to min_pool_size;
+ * at most server_connect_concurrency connects and logins at a time (PgBouncer: one),
+ * so a burst of clients does not become a burst of logins. Each login that completes
+ * comes back here for the next.
+ */
 static void pool_launch_servers(struct pool *pool)
 {
 	struct core *core = pool->core;
 	if (core->run_state != RUN_NORMAL && core->run_state != RUN_WAIT_CLIENTS)
 		return;
-	while (pool->n_waiting > pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] +
-	                             pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED] &&
-	       server_limits_allow(pool) && !login_backoff_active(pool)) {
-		if (!launch_one(pool)) {
-			char msg[200];
-			snprintf(msg, sizeof(msg), "server connection failed for database %s",
-			         pool->db->name);
-			while (!list_empty(&pool->waiting))
-				client_fail(list_entry(pool->waiting.next, struct conn, node),
-				            "08006", msg);
+	for (;;) {
+		bool for_waiters = unmet_demand(pool) > 0;
+		if (!for_waiters && !pool_below_min(pool))
+			return;
+		if (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] >=
+		        core->cfg->server_connect_concurrency ||
+		    login_backoff_active(pool))
+			return;
+		if (!server_limits_allow(pool, for_waiters)) {
+			if (for_waiters)
+				arm_reserve_timer(pool);
 			return;
 		}
+		if (for_waiters && pool_total_servers(pool) >= pool_effective_size(pool) &&
+		    reserve_open(pool))
+			conn_log(list_entry(pool->waiting.next, struct conn, node), LOG_LVL_WARNING,
+			         "taking connection from reserve_pool");
+		if (!launch_one(pool))
+			return;
 	}
+}
+
+/* server_login_retry is over for a down pool: try one login in the background, for
+ * a pool that someone uses or keeps warm. */
+static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct pool *pool = arg;
+	(void)l;
+	(void)t;
+	if (!pool->login_error_msg || pool->db->stale || pool->core->run_state != RUN_NORMAL ||
+	    pool_is_paused(pool))
+		return;
+	if (pool->n_waiting + pool->n_active + pool->n_idle == 0 &&
+	    !(pool->db->force_user && pool_min_size(pool) > 0))
+		return;
+	if (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] > 0 ||
+	    !server_limits_allow(pool, false))
+		return;
+	log_debug("%s/%s: probing the server", pool->db->name, pool->user->name);
+	(void)launch_one(pool);
 }
 
 static void server_connected(struct conn *s)
@@ -595,14 +919,10 @@ static void server_connected(struct conn *s)
 	s->proto->server_connected(s);
 }
 
-int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err, size_t errlen)
+/* A non-blocking socket with connect() to addr under way; -1 with err. */
+static int connect_addr(const struct config *cfg, const struct sockaddr_storage *addr, char *err,
+                        size_t errlen)
 {
-	const struct database *db = pool->db;
-	const struct config *cfg = pool->core->cfg;
-	memset(addr, 0, sizeof(*addr));
-	if (!net_resolve_server(db->host, db->port, db->proto->unix_socket_prefix,
-	                        cfg->unix_socket_dir, addr, err, errlen))
-		return -1;
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
@@ -610,15 +930,72 @@ int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *
 	}
 	if (addr->ss_family != AF_UNIX)
 		net_tune_tcp(fd, cfg);
-	socklen_t alen = addr->ss_family == AF_UNIX    ? sizeof(struct sockaddr_un)
-	                 : addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-	                                               : sizeof(struct sockaddr_in);
-	if (connect(fd, (struct sockaddr *)addr, alen) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)addr, net_addr_len(addr)) < 0 &&
+	    errno != EINPROGRESS) {
 		snprintf(err, errlen, "connect: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
 	return fd;
+}
+
+/* Host i of the pool's database: resolve, connect, and tell hosts.c how it went. */
+static int connect_host(struct pool *pool, size_t i, struct sockaddr_storage *addr, char *err,
+                        size_t errlen)
+{
+	const struct database *db = pool->db;
+	const struct config *cfg = pool->core->cfg;
+	const struct host *h = &db->hosts->v[i];
+	switch (dns_resolve_server(pool->core->dns, h->name, h->port, db->proto->unix_socket_prefix,
+	                           cfg->unix_socket_dir, addr, err, errlen)) {
+	case DNS_OK:
+		break;
+	case DNS_PENDING:
+		return CONNECT_PENDING;
+	case DNS_FAILED:
+		hosts_connect_error(pool, i, err);
+		return -1;
+	}
+	int fd = connect_addr(cfg, addr, err, errlen);
+	if (fd < 0)
+		hosts_connect_error(pool, i, err);
+	else
+		hosts_connecting(pool, i, addr);
+	return fd;
+}
+
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err, size_t errlen)
+{
+	int fd = -1;
+	/* a host that fails at once counts against it and the next pick avoids it */
+	for (size_t tries = 0; fd == -1 && tries < pool->db->hosts->n; tries++)
+		fd = connect_host(pool, hosts_pick(pool), addr, err, errlen);
+	return fd;
+}
+
+int pool_connect_server_addr(const struct conn *server, struct sockaddr_storage *addr, char *err,
+                             size_t errlen)
+{
+	*addr = server->addr;
+	return connect_addr(server->core->cfg, addr, err, errlen);
+}
+
+struct conn *pool_launch_probe(struct pool *pool, size_t host)
+{
+	struct core *core = pool->core;
+	struct sockaddr_storage addr;
+	char err[256];
+	int fd = connect_host(pool, host, &addr, err, sizeof(err));
+	if (fd < 0)
+		return NULL;
+	/* as launch_one, outside the pool's limits: it lives for one login */
+	struct conn *s = new_server_conn(pool, fd, &addr);
+	if (!s)
+		return NULL;
+	usec_t limit = core->cfg->server_connect_timeout;
+	loop_timer_start(core->loop, &s->timer, limit ? limit : core->cfg->health_check_period, 0,
+	                 server_connect_expired, s);
+	return s;
 }
 
 /* --- teardown --- */
@@ -653,6 +1030,7 @@ void client_close(struct conn *c, const char *reason)
 		c->pool->db->n_clients--;
 	core->n_clients--;
 	conn_close_socket(c);
+	listen_reserve_return(c); /* a descriptor lent from the reserve is free again now */
 	loop_defer_free(core->loop, conn_destroy, c);
 	core_check_shutdown(core);
 }
@@ -710,36 +1088,102 @@ __attribute__((constructor)) static void pool_install_hooks(void)
 
 /* --- periodic work and lookups --- */
 
+/*
+ * Idle servers: server_idle_timeout (never below min_pool_size), server_lifetime
+ * (spread out, see lifetime_close_due), and servers beyond the pool size (the reserve,
+ * or a pool made smaller by RELOAD) that nobody waits for.
+ */
 static void pool_evict_idle(struct pool *pool)
 {
 	const struct config *cfg = pool->core->cfg;
 	usec_t now = loop_now(pool->core->loop);
 	struct list *it, *tmp;
-	int keep = pool->db->min_pool_size >= 0 ? pool->db->min_pool_size : cfg->min_pool_size;
+	int keep = pool_min_size(pool);
+	struct conn *oldest = NULL;
 	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
 	{
 		struct conn *s = list_entry(it, struct conn, node);
 		usec_t idle = now - s->request_time;
-		usec_t age = wall_usec() - s->connect_time;
-		if (cfg->server_lifetime && age > cfg->server_lifetime)
-			server_close(s, "server_lifetime");
-		else if (cfg->server_idle_timeout && idle > cfg->server_idle_timeout &&
-		         pool_total_servers(pool) > keep)
+		if (cfg->server_idle_timeout && idle > cfg->server_idle_timeout &&
+		    pool_total_servers(pool) > keep)
 			server_close(s, "server_idle_timeout");
+		else if (pool_total_servers(pool) > pool_effective_size(pool))
+			server_close(s, "pool above its size, nobody waiting");
+		else if (!oldest || s->connect_time < oldest->connect_time)
+			oldest = s;
+	}
+	/* oldest first: the younger ones wait for their turn */
+	if (oldest && lifetime_close_due(oldest))
+		server_close(oldest, "server_lifetime");
+}
+
+/* server_check_query on the servers idle for server_check_delay, in the background. */
+static void pool_check_idle(struct pool *pool)
+{
+	usec_t now = loop_now(pool->core->loop);
+	struct list *it, *tmp;
+	if (!pool->core->cfg->server_check_delay || pool->core->run_state != RUN_NORMAL ||
+	    pool_is_paused(pool))
+		return;
+	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+	{
+		struct conn *s = list_entry(it, struct conn, node);
+		if (server_needs_check(s, now))
+			server_start_check(s);
+	}
+}
+
+/*
+ * server_fast_close (session pooling): a server marked close_needed is closed as soon
+ * as it is between transactions, with its client, instead of at the session's end.
+ */
+static void pool_fast_close(struct pool *pool)
+{
+	struct list *it, *tmp;
+	if (!pool->core->cfg->server_fast_close || pool_effective_mode(pool) != POOL_SESSION)
+		return;
+	list_for_each_safe(it, tmp, &pool->servers[SV_ACTIVE])
+	{
+		struct conn *s = list_entry(it, struct conn, node);
+		if (!(s->flags & CONN_F_CLOSE_NEEDED) || !s->link || !s->proto->server_clean(s))
+			continue;
+		/* the client's session ends with the server: it is told why */
+		client_fail(s->link, "08006",
+		            "server connection closed: the database's configuration changed "
+		            "(server_fast_close)");
+	}
+}
+
+/* As PgBouncer: a database with a forced user and a min_pool_size gets its pool at
+ * once, so that min_pool_size is kept before any client comes. */
+static void create_forced_user_pools(struct core *core)
+{
+	const struct config *cfg = core->cfg;
+	for (size_t i = 0; i < cfg->n_dbs; i++) {
+		const struct db_entry *e = cfg->dbs[i];
+		int min = e->min_pool_size >= 0 ? e->min_pool_size : cfg->min_pool_size;
+		if (!e->user || min <= 0 || strcmp(e->name, "*") == 0)
+			continue;
+		struct database *db = database_lookup(core, e->name);
+		if (db && db->force_user)
+			pool_get(core, db, user_lookup(core, db->force_user));
 	}
 }
 
 void pool_janitor(struct core *core)
 {
 	struct list *it;
+	if (core->run_state == RUN_NORMAL)
+		create_forced_user_pools(core);
 	list_for_each(it, &core->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		pool_evict_idle(pool);
-		/* waiters held back by a backoff or by a database/user limit that another
-		 * pool's closing servers may have lifted */
-		if (!list_empty(&pool->waiting))
-			pool_launch_servers(pool);
+		pool_check_idle(pool);
+		pool_fast_close(pool);
+		/* min_pool_size, and waiters held back by a backoff or by a database/user
+		 * limit that another pool's closing servers may have lifted */
+		pool_launch_servers(pool);
 	}
 }
 
@@ -906,6 +1350,8 @@ void pool_free_all(struct core *core)
 		struct pool *pool = list_entry(it, struct pool, node);
 		if (pool->pstate_free)
 			pool->pstate_free(pool->pstate);
+		loop_timer_stop(core->loop, &pool->retry_timer);
+		loop_timer_stop(core->loop, &pool->reserve_timer);
 		free(pool->login_error_code);
 		free(pool->login_error_msg);
 		free(pool);

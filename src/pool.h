@@ -1,10 +1,14 @@
 /*
  * pool: databases, users and the pools keyed by (database, user). A pool owns its
  * server connections, one list per state, and the FIFO of clients waiting for one.
- * Leasing hands an idle server to a client or queues the client and opens servers
- * within pool_size, max_db_connections and max_user_connections; releasing resets a
- * server (through the protocol module) before anyone else gets it. Every client and
- * server teardown goes through client_close()/server_close() here, once, with a reason.
+ * Leasing hands an idle server to a client (checked first when it idled for
+ * server_check_delay) or queues the client and opens servers, one connect at a time,
+ * within pool_size (plus the reserve for clients that waited reserve_pool_timeout),
+ * max_db_connections and max_user_connections; releasing resets a server (through the
+ * protocol module) before anyone else gets it. The janitor keeps min_pool_size, closes
+ * idle and old servers and checks idle ones; a failed login marks the pool down and
+ * backs off. Every client and server teardown goes through client_close()/
+ * server_close() here, once, with a reason.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
@@ -18,13 +22,16 @@
 #include "scram.h"
 #include "stats.h"
 
+struct host_set;
+
 /* A database as sluice runs it: a [databases] entry (or a "*" instance), copied. */
 struct database {
 	struct list node;
 	char *name;
-	char *host; /* NULL or "/dir": unix socket */
+	char *host; /* NULL or "/dir": unix socket; the first host of a list */
 	int port;
-	char *dbname; /* on the server */
+	struct host_set *hosts; /* every host with its health (hosts.c) */
+	char *dbname;           /* on the server */
 	char *force_user;
 	char *password;
 	int pool_size, min_pool_size, reserve_pool_size, max_db_connections;
@@ -46,6 +53,7 @@ struct user {
 	char *name;
 	enum pool_mode pool_mode;
 	int pool_size;
+	int reserve_pool_size; /* -1: the database's or the global one */
 	int max_user_connections;
 	/* the [users] entry's own timeouts; 0: the global one applies (pool_*_timeout) */
 	usec_t query_timeout, idle_transaction_timeout, transaction_timeout, client_idle_timeout;
@@ -69,10 +77,19 @@ struct pool {
 	int n_waiting, n_active, n_idle;
 	void *pstate; /* protocol module's: e.g. the parameters servers report */
 	void (*pstate_free)(void *);
-	/* last server login failure, given to clients while server_login_retry runs */
+	/* Last server login failure, kept until a login succeeds (the pool is "down").
+	 * Until login_retry_at new clients get it at once and no server is opened; the
+	 * wait after a failure that may heal soon (connect refused, shutting down) starts
+	 * short and doubles up to server_login_retry, other failures wait the whole of it.
+	 * retry_timer probes in the background when the wait is over. */
 	char *login_error_code;
 	char *login_error_msg;
 	usec_t login_failed_at;
+	usec_t login_backoff;
+	usec_t login_retry_at;
+	struct loop_timer retry_timer;
+	struct loop_timer reserve_timer; /* the head waiter reaches reserve_pool_timeout */
+	usec_t last_lifetime_close;      /* server_lifetime closes are spread out */
 	struct stats stats;
 };
 
@@ -81,6 +98,8 @@ struct user *user_lookup(struct core *core, const char *name);
 struct pool *pool_get(struct core *core, struct database *db, struct user *user);
 enum pool_mode pool_effective_mode(const struct pool *pool);
 int pool_effective_size(const struct pool *pool);
+int pool_min_size(const struct pool *pool);     /* min_pool_size, at most the pool size */
+int pool_reserve_size(const struct pool *pool); /* reserve_pool_size in effect */
 int pool_total_servers(const struct pool *pool);
 
 /*
@@ -111,6 +130,8 @@ void pool_release(struct conn *client);
 /* Server moves, called by the protocol module. */
 void pool_server_ready(struct conn *server); /* login or reset finished */
 void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg);
+/* The health check started through proto->server_check is over. */
+void pool_server_checked(struct conn *server, bool ok);
 void server_set_state(struct conn *server, enum server_state st);
 
 /* Teardown, the only ways out. reason is logged; it must not contain secrets. */
@@ -136,8 +157,17 @@ void pool_janitor(struct core *core);
 /* Find the client that owns a cancel key (NULL if none). */
 struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key);
 
-/* Open a new socket to the pool's database host (used for servers and cancels). */
+/*
+ * Open a new socket to one of the pool's database hosts, the one load_balance_hosts
+ * picks (the next ones when that fails at once); connect() is in progress.
+ */
 int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr_out, char *err,
                         size_t errlen);
+/* Open a new socket to the host a server is connected to (for its cancel requests). */
+int pool_connect_server_addr(const struct conn *server, struct sockaddr_storage *addr_out,
+                             char *err, size_t errlen);
+/* A health probe of host i of the pool's database (hosts.c): a server connection outside
+ * the pool's limits that hosts.c closes after its login. NULL if it could not start. */
+struct conn *pool_launch_probe(struct pool *pool, size_t host);
 
 #endif

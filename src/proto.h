@@ -36,6 +36,9 @@ struct proto_ops {
 	/* Start the reset before reuse; false when nothing needs doing. When true the
 	 * module calls pool_server_ready() once the reset is done. */
 	bool (*server_reset)(struct conn *server);
+	/* Run server_check_query on an idle server; the module calls
+	 * pool_server_checked(server, ok) once it is answered. */
+	void (*server_check)(struct conn *server);
 
 	/* A session parameter of either side (application_name, client_encoding, ...) for
 	 * SHOW CLIENTS/SERVERS/FDS; NULL when unknown. */

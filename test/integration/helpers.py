@@ -266,16 +266,7 @@ class PgServer:
                 0o600,
             )
             write_file(self.datadir / "pg_hba.conf", HBA, 0o600)
-            # The postmaster runs as our child (not daemonized by pg_ctl) with a
-            # parent-death signal of SIGQUIT: even if pytest is killed hard, no
-            # PostgreSQL is left behind.
-            logf = open(self.logfile, "ab")
-            self.proc = popen_as_run_user(
-                [str(PG_BINDIR / "postgres"), "-D", str(self.datadir)],
-                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=clean_env(),
-                cwd=str(self.base), deathsig=signal.SIGQUIT,
-            )
-            logf.close()
+            self._spawn_postmaster()
             try:
                 wait_for(self._ready, 60, 0.1, "PostgreSQL to accept connections")
                 self.started = True
@@ -288,6 +279,32 @@ class PgServer:
                 raise RuntimeError("PostgreSQL failed to start; log:\n" + log[-4000:])
         self.setup_roles()
         return self
+
+    def _spawn_postmaster(self):
+        # The postmaster runs as our child (not daemonized by pg_ctl) with a
+        # parent-death signal of SIGQUIT: even if pytest is killed hard, no
+        # PostgreSQL is left behind.
+        logf = open(self.logfile, "ab")
+        self.proc = popen_as_run_user(
+            [str(PG_BINDIR / "postgres"), "-D", str(self.datadir)],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=clean_env(),
+            cwd=str(self.base), deathsig=signal.SIGQUIT,
+        )
+        logf.close()
+
+    def stop_fast(self, timeout=60):
+        """Fast shutdown, as `pg_ctl stop -m fast` (the first half of `pg_ctl restart
+        -m fast`): sessions are ended with an error, then the postmaster exits."""
+        self.started = False
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=timeout)
+
+    def start_again(self, timeout=60):
+        """Starts the postmaster again on the same data directory and port (after
+        stop_fast) and waits until it accepts connections."""
+        self._spawn_postmaster()
+        wait_for(self._ready, timeout, 0.05, "PostgreSQL to accept connections again")
+        self.started = True
 
     def _ready(self):
         if self.proc.poll() is not None:
@@ -452,8 +469,9 @@ class Pooler:
     """One pooler process with its own ini, auth_file, port and socket dir."""
 
     def __init__(self, pg, workdir, databases=None, settings=None, auth_users=None,
-                 users=None, main_section="pgbouncer", extra_args=None):
+                 users=None, main_section="pgbouncer", extra_args=None, nofile=None):
         self.pg = pg
+        self.nofile = nofile  # RLIMIT_NOFILE to start with: n, or (soft, hard)
         self.dir = make_dir(workdir, 0o755)
         self.ini = self.dir / "pooler.ini"
         self.auth_file = self.dir / "userlist.txt"
@@ -549,6 +567,10 @@ class Pooler:
     def _spawn(self, args=None):
         errf = open(self.stderr_path, "ab")
         argv = [RUN_BIN] + self.extra_args + list(args or []) + [str(self.ini)]
+        if self.nofile:
+            # prlimit sets the limit and execs the pooler: the pid stays the pooler's
+            soft, hard = self.nofile if isinstance(self.nofile, tuple) else (self.nofile,) * 2
+            argv = ["prlimit", "--nofile=%d:%d" % (soft, hard), "--"] + argv
         if not os.path.exists(RUN_BIN):
             raise AssertionError("pooler binary %s does not exist (build it, or set SLUICE_BIN)" % RUN_BIN)
         self.proc = popen_as_run_user(

@@ -143,6 +143,9 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg->server_reset_query, "DISCARD ALL");
 	ck_assert_str_eq(cfg->server_check_query, "");
 	ck_assert_uint_eq(cfg->server_check_delay, 30 * USEC_PER_SEC);
+	ck_assert(!cfg->server_round_robin);
+	ck_assert(!cfg->server_fast_close);
+	ck_assert_int_eq(cfg->server_connect_concurrency, 1);
 	ck_assert_int_eq(cfg->pkt_buf, 4096);
 	ck_assert_uint_eq(cfg->server_connect_timeout, 15 * USEC_PER_SEC);
 	ck_assert_uint_eq(cfg->server_login_retry, 15 * USEC_PER_SEC);
@@ -190,6 +193,9 @@ START_TEST(test_pgbouncer_section_all_types)
 	                             "query_wait_timeout = 250ms\n"
 	                             "tcp_keepalive = off\n"
 	                             "server_check_query = <empty>\n"
+	                             "server_round_robin = 1\n"
+	                             "server_fast_close = on\n"
+	                             "server_connect_concurrency = 4\n"
 	                             "admin_users = admin, root\n");
 	ck_assert_str_eq(cfg->listen_addr, "127.0.0.1, ::1");
 	ck_assert_int_eq(cfg->listen_port, 7432);
@@ -204,6 +210,9 @@ START_TEST(test_pgbouncer_section_all_types)
 	ck_assert_uint_eq(cfg->query_wait_timeout, 250000);
 	ck_assert(!cfg->tcp_keepalive);
 	ck_assert_str_eq(cfg->server_check_query, "");
+	ck_assert(cfg->server_round_robin);
+	ck_assert(cfg->server_fast_close);
+	ck_assert_int_eq(cfg->server_connect_concurrency, 4);
 	ck_assert(config_list_contains(cfg->admin_users, "root"));
 	ck_assert_int_eq(n_warnings, 0);
 	ck_assert_str_eq(cfg->files[0] + strlen(cfg->files[0]) - 4, ".ini");
@@ -312,6 +321,8 @@ static const struct {
     {"listen_port = 6432 ; a comment", "not an integer"},
     {"default_pool_size = 0", "must be at least 1"},
     {"max_client_conn = -5", "must be at least 1"},
+    {"server_connect_concurrency = 0", "must be at least 1"},
+    {"server_round_robin = maybe", "not a boolean"},
     {"pkt_buf = 512", "must be between 1024 and"},
     {"unix_socket_mode = 0778", "not an octal number"},
     {"unix_socket_mode = 017777", "must be between 0 and 07777"},
@@ -436,14 +447,73 @@ START_TEST(test_db_duplicate_and_reserved)
 }
 END_TEST
 
+START_TEST(test_db_host_lists)
+{
+	struct config *cfg = load_ok(
+	    "[databases]\n"
+	    "one = host=h\n"
+	    "two = host=a,b port=6000 load_balance_hosts=least-busy\n"
+	    "three = host='a, b ,c' port='6001, 6002,6003' target_session_attrs=read-write\n"
+	    "four = host=/tmp,/var/run LOAD_BALANCE_HOSTS=Disable "
+	    "target_session_attrs=PREFER-STANDBY\n"
+	    "five = target_session_attrs=primary\n"
+	    "six = target_session_attrs=read-only load_balance_hosts=round-robin\n"
+	    "seven = target_session_attrs=standby port=7000 target_session_attrs=any\n");
+	const struct db_entry *db = config_find_db(cfg, "one");
+	ck_assert_int_eq(db->port, 5432);
+	ck_assert_ptr_null(db->ports);
+	ck_assert_int_eq(db->load_balance_hosts, LB_ROUND_ROBIN);
+	ck_assert_int_eq(db->target_session_attrs, TSA_ANY);
+	db = config_find_db(cfg, "two");
+	ck_assert_str_eq(db->host, "a,b");
+	ck_assert_int_eq(db->port, 6000);
+	ck_assert_str_eq(db->ports, "6000");
+	ck_assert_int_eq(db->load_balance_hosts, LB_LEAST_BUSY);
+	db = config_find_db(cfg, "three");
+	ck_assert_str_eq(db->host, "a, b ,c");
+	ck_assert_int_eq(db->port, 6001);
+	ck_assert_str_eq(db->ports, "6001, 6002,6003");
+	ck_assert_int_eq(db->target_session_attrs, TSA_READ_WRITE);
+	db = config_find_db(cfg, "four");
+	ck_assert_int_eq(db->load_balance_hosts, LB_DISABLE);
+	ck_assert_int_eq(db->target_session_attrs, TSA_PREFER_STANDBY);
+	ck_assert_int_eq(config_find_db(cfg, "five")->target_session_attrs, TSA_PRIMARY);
+	ck_assert_int_eq(config_find_db(cfg, "six")->target_session_attrs, TSA_READ_ONLY);
+	ck_assert_int_eq(config_find_db(cfg, "seven")->target_session_attrs, TSA_ANY);
+	ck_assert_int_eq(config_find_db(cfg, "seven")->port, 7000);
+	ck_assert_int_eq(other_warnings(), 0);
+	ck_assert_str_eq(lb_mode_name(LB_LEAST_BUSY), "least-busy");
+	ck_assert_str_eq(tsa_mode_name(TSA_PREFER_STANDBY), "prefer-standby");
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_health_settings)
+{
+	struct config *cfg = load_ok("[sluice]\nhealth_check_fails = 1\nhealth_check_passes = 4\n"
+	                             "health_check_period = 250ms\n");
+	ck_assert_int_eq(cfg->health_check_fails, 1);
+	ck_assert_int_eq(cfg->health_check_passes, 4);
+	ck_assert_int_eq(cfg->health_check_period, 250000);
+	config_free(cfg);
+	cfg = config_new_defaults();
+	ck_assert_int_eq(cfg->health_check_fails, 3);
+	ck_assert_int_eq(cfg->health_check_passes, 2);
+	ck_assert_int_eq(cfg->health_check_period, 5 * USEC_PER_SEC);
+	config_free(cfg);
+	load_fails_at("[sluice]\nhealth_check_fails = 0\n", 2,
+	              "invalid value for health_check_fails: must be at least 1");
+	load_fails_at("[sluice]\n\nhealth_check_passes = -1\n", 3, "must be at least 1");
+}
+END_TEST
+
 START_TEST(test_db_unknown_and_ignored_params)
 {
-	struct config *cfg =
-	    load_ok("[databases]\na = host=h frobnicate=1 target_session_attrs=read-write\n");
+	struct config *cfg = load_ok("[databases]\na = host=h frobnicate=1 server_lifetime=10\n");
 	ck_assert_str_eq(config_find_db(cfg, "a")->host, "h");
 	ck_assert_ptr_nonnull(find_warning(":2: database 'a': unknown parameter 'frobnicate'"));
 	ck_assert_ptr_nonnull(
-	    find_warning(":2: database 'a': parameter 'target_session_attrs' is not supported"));
+	    find_warning(":2: database 'a': parameter 'server_lifetime' is not supported"));
 	config_free(cfg);
 }
 END_TEST
@@ -461,6 +531,20 @@ static const struct {
     {"host='a'b", "text right after the closing quote of 'host'"},
     {"port=abc", "database 'd': invalid value for port: not an integer ('abc')"},
     {"port=70000", "must be between 1 and 65535"},
+    {"host=a,b port=5432,x", "database 'd': invalid value for port: not an integer ('x')"},
+    {"host=a,b port=5432,0", "invalid value for port: must be between 1 and 65535 ('0')"},
+    {"host=a,b port=5432,,5433", "empty element in the port list"},
+    {"host=a,b port=5432,", "empty element in the port list"},
+    {"host=a,b,c port=5432,5433", "2 ports given for 3 hosts"},
+    {"port=5432,5433", "2 ports given for 1 hosts"},
+    {"host=a,,b", "database 'd': empty element in the host list"},
+    {"host='a, ,b'", "empty element in the host list"},
+    {"host=a,", "empty element in the host list"},
+    {"host=,a", "empty element in the host list"},
+    {"load_balance_hosts=random",
+     "invalid value for load_balance_hosts: expected round-robin, least-busy or disable"},
+    {"target_session_attrs=rw", "invalid value for target_session_attrs: expected any, "
+                                "read-write, read-only, primary, standby or prefer-standby"},
     {"pool_mode=foo", "invalid value for pool_mode: expected session"},
     {"pool_size=-1", "invalid value for pool_size: must be at least 0"},
 };
@@ -497,7 +581,7 @@ START_TEST(test_users)
 	    load_ok("[users]\n"
 	            "alice = pool_mode=transaction pool_size=5 max_user_connections=10\n"
 	            "bob =\n"
-	            "carol = reserve_pool_size=5 bogus=1\n");
+	            "carol = reserve_pool_size=5 max_user_client_connections=3 bogus=1\n");
 	ck_assert_int_eq(cfg->n_users, 3);
 	const struct user_entry *u = config_find_user(cfg, "alice");
 	ck_assert_int_eq(u->pool_mode, POOL_TRANSACTION);
@@ -507,13 +591,16 @@ START_TEST(test_users)
 	ck_assert_int_eq(u->pool_mode, POOL_MODE_UNSET);
 	ck_assert_int_eq(u->pool_size, -1);
 	ck_assert_int_eq(u->max_user_connections, -1);
+	ck_assert_int_eq(u->reserve_pool_size, -1);
 	ck_assert_uint_eq(u->query_timeout, 0);
 	ck_assert_uint_eq(u->idle_transaction_timeout, 0);
 	ck_assert_uint_eq(u->transaction_timeout, 0);
 	ck_assert_uint_eq(u->client_idle_timeout, 0);
 	ck_assert_ptr_null(config_find_user(cfg, "dave"));
-	ck_assert_ptr_nonnull(
-	    find_warning(":4: user 'carol': parameter 'reserve_pool_size' is not supported"));
+	ck_assert_int_eq(config_find_user(cfg, "carol")->reserve_pool_size, 5);
+	ck_assert_ptr_null(find_warning("reserve_pool_size"));
+	ck_assert_ptr_nonnull(find_warning(
+	    ":4: user 'carol': parameter 'max_user_client_connections' is not supported"));
 	ck_assert_ptr_nonnull(find_warning(":4: user 'carol': unknown parameter 'bogus'"));
 	config_free(cfg);
 
@@ -1131,6 +1218,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_databases);
 	tcase_add_test(tc, test_db_duplicate_and_reserved);
 	tcase_add_test(tc, test_db_unknown_and_ignored_params);
+	tcase_add_test(tc, test_db_host_lists);
+	tcase_add_test(tc, test_health_settings);
 	tcase_add_loop_test(tc, test_bad_db_entries, 0, sizeof(bad_db) / sizeof(bad_db[0]));
 	tcase_add_test(tc, test_password_never_echoed);
 	tcase_add_test(tc, test_bad_db_names);
