@@ -53,6 +53,7 @@ struct conn *conn_new(struct core *core, int fd, bool is_server)
 	c->id = ++core->next_id;
 	c->connect_time = wall_usec();
 	c->request_time = loop_now(core->loop);
+	c->host_idx = -1;
 	list_init(&c->node);
 	list_init(&c->flush_node);
 	return c;

@@ -48,6 +48,7 @@ const char *server_state_name(enum server_state s);
 #define CONN_F_CLOSE_NEEDED 0x02 /* close instead of reuse when released */
 #define CONN_F_ADMIN        0x08 /* a console connection */
 #define CONN_F_ADMIN_USER   0x10 /* a client whose user is in admin_users */
+#define CONN_F_PROBE        0x20 /* a server opened only to check its host, closed after login */
 
 struct conn {
 	struct list node;       /* in the list of its state (pool or core) */
@@ -73,6 +74,7 @@ struct conn {
 	char *db_name;                   /* client: requested database; server: its pool's */
 	char *user_name;                 /* client: login user */
 	uint32_t cancel_pid, cancel_key; /* client: handed out; server: from BackendKeyData */
+	int host_idx;                    /* server: which of its database's hosts; -1 unknown */
 };
 
 /* What the layer above does when a socket connects or dies (set once by pool.c). */

@@ -289,37 +289,6 @@ static void host_label(const struct host_set *hs, size_t i, char *buf, size_t le
 	snprintf(buf, len, "%s:%d", h->name && h->name[0] ? h->name : "unix", h->port);
 }
 
-static bool addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	switch (a->ss_family) {
-	case AF_INET: {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	case AF_INET6: {
-		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-		return x->sin6_port == y->sin6_port &&
-		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-	}
-	case AF_UNIX: {
-		const struct sockaddr_un *x = (const void *)a, *y = (const void *)b;
-		return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
-	}
-	default:
-		return false;
-	}
-}
-
-static long host_of_addr(const struct host_set *hs, const struct sockaddr_storage *addr)
-{
-	for (size_t i = 0; i < hs->n; i++)
-		if (hs->v[i].addr.ss_family && addr_equal(&hs->v[i].addr, addr))
-			return (long)i;
-	return -1;
-}
-
 static long probe_host(const struct host_set *hs, uint64_t id)
 {
 	for (size_t i = 0; id && i < hs->n; i++)
@@ -347,7 +316,7 @@ static void count_busy(const struct host_set *hs, int *busy)
 		for (int st = 0; st < SV_JUSTFREE; st++)
 			list_for_each(s, &p->servers[st])
 			{
-				long i = host_of_addr(hs, &list_entry(s, struct conn, node)->addr);
+				long i = hosts_server_host(list_entry(s, struct conn, node));
 				if (i >= 0)
 					busy[i]++;
 			}
@@ -520,7 +489,11 @@ long hosts_server_host(const struct conn *server)
 	if (!hs)
 		return -1;
 	long i = probe_host(hs, server->id);
-	return i >= 0 ? i : host_of_addr(hs, &server->addr);
+	if (i >= 0)
+		return i;
+	/* recorded at connect: several pools and several addresses share a host, so the
+	 * address a server used does not name its host */
+	return server->host_idx >= 0 && (size_t)server->host_idx < hs->n ? server->host_idx : -1;
 }
 
 bool hosts_is_probe(const struct conn *server)

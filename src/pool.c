@@ -404,10 +404,16 @@ bool pool_is_paused(const struct pool *pool)
 
 /* Waiters that no server on its way (connecting, logging in, being reset or checked)
  * will serve. */
+/* Connects and logins in flight for the pool itself (health probes live apart). */
+static int connects_in_flight(const struct pool *pool)
+{
+	return pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] - pool->n_probes;
+}
+
 static int unmet_demand(const struct pool *pool)
 {
-	return pool->n_waiting - (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] +
-	                          pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED]);
+	return pool->n_waiting -
+	       (connects_in_flight(pool) + pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED]);
 }
 
 /* --- health checks (server_check_query) --- */
@@ -452,14 +458,18 @@ static void server_start_check(struct conn *s)
 static struct conn *pick_idle(struct pool *pool)
 {
 	usec_t now = loop_now(pool->core->loop);
-	struct list *it, *tmp;
-	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+	struct list *it;
+	/* a check moves its server off the list (and may close others): walk again */
+restart:
+	list_for_each(it, &pool->servers[SV_IDLE])
 	{
 		struct conn *s = list_entry(it, struct conn, node);
 		if (!server_needs_check(s, now))
 			return s;
-		if (unmet_demand(pool) > 0)
+		if (unmet_demand(pool) > 0) {
 			server_start_check(s);
+			goto restart;
+		}
 	}
 	return NULL;
 }
@@ -494,6 +504,7 @@ void pool_lease(struct conn *client)
 	if (client->link || client->state == CL_JUSTFREE)
 		return;
 	if (login_backoff_active(pool)) {
+		pool->refused_at = client->wait_start; /* keeps the background probe going */
 		client_fail(client, pool->login_error_code, pool->login_error_msg);
 		return;
 	}
@@ -655,6 +666,7 @@ static bool login_error_transient(const char *sqlstate)
 }
 
 #define LOGIN_BACKOFF_FIRST (100 * USEC_PER_MSEC)
+#define LOGIN_PROBE_MAX     USEC_PER_SEC
 
 static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg);
 
@@ -683,9 +695,14 @@ static void pool_login_failed(struct pool *pool, const char *sqlstate, const cha
 			pool->login_backoff = retry;
 		pool->login_retry_at = now + pool->login_backoff;
 	}
-	if (pool->login_retry_at > now)
-		loop_timer_start(core->loop, &pool->retry_timer, pool->login_retry_at - now, 0,
-		                 login_retry_due, pool);
+	/* the refusals may back off up to server_login_retry, but a transient outage is
+	 * probed at least every LOGIN_PROBE_MAX, so the pool serves within about that once
+	 * the server is back */
+	usec_t probe = pool->login_retry_at > now ? pool->login_retry_at - now : 0;
+	if (login_error_transient(sqlstate) && probe > LOGIN_PROBE_MAX)
+		probe = LOGIN_PROBE_MAX;
+	if (probe)
+		loop_timer_start(core->loop, &pool->retry_timer, probe, 0, login_retry_due, pool);
 	while (!list_empty(&pool->waiting)) {
 		struct conn *c = list_entry(pool->waiting.next, struct conn, node);
 		client_fail(c, sqlstate, msg);
@@ -735,7 +752,11 @@ static void arm_reserve_timer(struct pool *pool)
 		return;
 	const struct conn *head = list_entry(pool->waiting.next, struct conn, node);
 	usec_t at = head->wait_start + timeout, now = loop_now(l);
-	loop_timer_start(l, &pool->reserve_timer, at > now ? at - now : 1, 0, reserve_due, pool);
+	/* past due and still full (reserve used up, or a database/user limit): the next
+	 * release or close launches; a timer now would only spin */
+	if (at <= now)
+		return;
+	loop_timer_start(l, &pool->reserve_timer, at - now, 0, reserve_due, pool);
 }
 
 /* for_waiters: a waiter needs the server (admin_pool_size and the reserve may apply);
@@ -774,9 +795,11 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 
 /* A server connection around a connecting socket, counted in its pool; NULL (and the
  * socket closed) when the loop cannot watch it. */
-static struct conn *new_server_conn(struct pool *pool, int fd, const struct sockaddr_storage *addr)
+static struct conn *new_server_conn(struct pool *pool, int fd, const struct sockaddr_storage *addr,
+                                    int host)
 {
 	struct conn *s = conn_new(pool->core, fd, true);
+	s->host_idx = host;
 	s->proto = pool->db->proto;
 	s->pool = pool;
 	s->addr = *addr;
@@ -802,7 +825,8 @@ static bool launch_one(struct pool *pool)
 	struct core *core = pool->core;
 	struct sockaddr_storage addr;
 	char err[256];
-	int fd = pool_connect_socket(pool, &addr, err, sizeof(err));
+	int host = -1;
+	int fd = pool_connect_socket(pool, &addr, &host, err, sizeof(err));
 	if (fd == CONNECT_PENDING)
 		return false;
 	if (fd < 0) {
@@ -810,7 +834,7 @@ static bool launch_one(struct pool *pool)
 		            err);
 		goto fail;
 	}
-	struct conn *s = new_server_conn(pool, fd, &addr);
+	struct conn *s = new_server_conn(pool, fd, &addr, host);
 	if (!s) {
 		snprintf(err, sizeof(err), "cannot watch socket");
 		goto fail;
@@ -855,8 +879,7 @@ static void pool_launch_servers(struct pool *pool)
 		bool for_waiters = unmet_demand(pool) > 0;
 		if (!for_waiters && !pool_below_min(pool))
 			return;
-		if (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] >=
-		        core->cfg->server_connect_concurrency ||
+		if (connects_in_flight(pool) >= core->cfg->server_connect_concurrency ||
 		    login_backoff_active(pool))
 			return;
 		if (!server_limits_allow(pool, for_waiters)) {
@@ -883,11 +906,13 @@ static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg)
 	if (!pool->login_error_msg || pool->db->stale || pool->core->run_state != RUN_NORMAL ||
 	    pool_is_paused(pool))
 		return;
+	/* probed for a pool someone uses, keeps warm, or was refused to lately */
+	usec_t now = loop_now(pool->core->loop);
 	if (pool->n_waiting + pool->n_active + pool->n_idle == 0 &&
-	    !(pool->db->force_user && pool_min_size(pool) > 0))
+	    !(pool->db->force_user && pool_min_size(pool) > 0) &&
+	    now - pool->refused_at > pool->core->cfg->server_login_retry)
 		return;
-	if (pool->n_servers[SV_CONNECTING] + pool->n_servers[SV_LOGIN] > 0 ||
-	    !server_limits_allow(pool, false))
+	if (connects_in_flight(pool) > 0 || !server_limits_allow(pool, false))
 		return;
 	log_debug("%s/%s: probing the server", pool->db->name, pool->user->name);
 	(void)launch_one(pool);
@@ -964,12 +989,16 @@ static int connect_host(struct pool *pool, size_t i, struct sockaddr_storage *ad
 	return fd;
 }
 
-int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, char *err, size_t errlen)
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr, int *host, char *err,
+                        size_t errlen)
 {
 	int fd = -1;
 	/* a host that fails at once counts against it and the next pick avoids it */
-	for (size_t tries = 0; fd == -1 && tries < pool->db->hosts->n; tries++)
-		fd = connect_host(pool, hosts_pick(pool), addr, err, errlen);
+	for (size_t tries = 0; fd == -1 && tries < pool->db->hosts->n; tries++) {
+		size_t i = hosts_pick(pool);
+		fd = connect_host(pool, i, addr, err, errlen);
+		*host = (int)i;
+	}
 	return fd;
 }
 
@@ -989,9 +1018,11 @@ struct conn *pool_launch_probe(struct pool *pool, size_t host)
 	if (fd < 0)
 		return NULL;
 	/* as launch_one, outside the pool's limits: it lives for one login */
-	struct conn *s = new_server_conn(pool, fd, &addr);
+	struct conn *s = new_server_conn(pool, fd, &addr, (int)host);
 	if (!s)
 		return NULL;
+	s->flags |= CONN_F_PROBE;
+	pool->n_probes++;
 	usec_t limit = core->cfg->server_connect_timeout;
 	loop_timer_start(core->loop, &s->timer, limit ? limit : core->cfg->health_check_period, 0,
 	                 server_connect_expired, s);
@@ -1053,6 +1084,8 @@ void server_close(struct conn *s, const char *reason)
 	server_set_state(s, SV_JUSTFREE);
 	pool->db->n_servers--;
 	pool->user->n_servers--;
+	if (s->flags & CONN_F_PROBE)
+		pool->n_probes--;
 	conn_close_socket(s);
 	loop_defer_free(core->loop, conn_destroy, s);
 	if (!list_empty(&pool->waiting))
@@ -1097,19 +1130,26 @@ static void pool_evict_idle(struct pool *pool)
 {
 	const struct config *cfg = pool->core->cfg;
 	usec_t now = loop_now(pool->core->loop);
-	struct list *it, *tmp;
+	struct list *it;
 	int keep = pool_min_size(pool);
-	struct conn *oldest = NULL;
-	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+	struct conn *oldest;
+	/* a close may close other servers too (a PAUSE finishing): walk again after each */
+restart:
+	oldest = NULL;
+	list_for_each(it, &pool->servers[SV_IDLE])
 	{
 		struct conn *s = list_entry(it, struct conn, node);
 		usec_t idle = now - s->request_time;
 		if (cfg->server_idle_timeout && idle > cfg->server_idle_timeout &&
-		    pool_total_servers(pool) > keep)
+		    pool_total_servers(pool) > keep) {
 			server_close(s, "server_idle_timeout");
-		else if (pool_total_servers(pool) > pool_effective_size(pool))
+			goto restart;
+		}
+		if (pool_total_servers(pool) > pool_effective_size(pool)) {
 			server_close(s, "pool above its size, nobody waiting");
-		else if (!oldest || s->connect_time < oldest->connect_time)
+			goto restart;
+		}
+		if (!oldest || s->connect_time < oldest->connect_time)
 			oldest = s;
 	}
 	/* oldest first: the younger ones wait for their turn */
@@ -1121,15 +1161,18 @@ static void pool_evict_idle(struct pool *pool)
 static void pool_check_idle(struct pool *pool)
 {
 	usec_t now = loop_now(pool->core->loop);
-	struct list *it, *tmp;
+	struct list *it;
 	if (!pool->core->cfg->server_check_delay || pool->core->run_state != RUN_NORMAL ||
 	    pool_is_paused(pool))
 		return;
-	list_for_each_safe(it, tmp, &pool->servers[SV_IDLE])
+restart: /* as in pick_idle */
+	list_for_each(it, &pool->servers[SV_IDLE])
 	{
 		struct conn *s = list_entry(it, struct conn, node);
-		if (server_needs_check(s, now))
+		if (server_needs_check(s, now)) {
 			server_start_check(s);
+			goto restart;
+		}
 	}
 }
 
@@ -1139,16 +1182,26 @@ static void pool_check_idle(struct pool *pool)
  */
 static void pool_fast_close(struct pool *pool)
 {
-	struct list *it, *tmp;
+	struct list *it;
 	if (!pool->core->cfg->server_fast_close || pool_effective_mode(pool) != POOL_SESSION)
 		return;
-	list_for_each_safe(it, tmp, &pool->servers[SV_ACTIVE])
-	{
-		struct conn *s = list_entry(it, struct conn, node);
-		if (!(s->flags & CONN_F_CLOSE_NEEDED) || !s->link || !s->proto->server_clean(s))
-			continue;
+	/* each close may close others (client_fail flushes output): walk again after it,
+	 * at most as many times as there were active servers */
+	for (int n = pool->n_servers[SV_ACTIVE]; n > 0; n--) {
+		struct conn *due = NULL;
+		list_for_each(it, &pool->servers[SV_ACTIVE])
+		{
+			struct conn *s = list_entry(it, struct conn, node);
+			if ((s->flags & CONN_F_CLOSE_NEEDED) && s->link &&
+			    s->proto->server_clean(s)) {
+				due = s;
+				break;
+			}
+		}
+		if (!due)
+			return;
 		/* the client's session ends with the server: it is told why */
-		client_fail(s->link, "08006",
+		client_fail(due->link, "08006",
 		            "server connection closed: the database's configuration changed "
 		            "(server_fast_close)");
 	}

@@ -71,6 +71,8 @@ struct pool {
 	struct user *user; /* the server-side user */
 	struct list servers[SV_STATE_COUNT];
 	int n_servers[SV_STATE_COUNT];
+	int n_probes;        /* health probes among the connecting servers: never for a waiter */
+	usec_t refused_at;   /* the last client refused while the pool was down */
 	struct list waiting; /* CL_WAITING and CL_WAIT_LOGIN, FIFO */
 	struct list active;  /* CL_ACTIVE */
 	struct list idle;    /* CL_IDLE */
@@ -161,8 +163,8 @@ struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uin
  * Open a new socket to one of the pool's database hosts, the one load_balance_hosts
  * picks (the next ones when that fails at once); connect() is in progress.
  */
-int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr_out, char *err,
-                        size_t errlen);
+int pool_connect_socket(struct pool *pool, struct sockaddr_storage *addr_out, int *host_out,
+                        char *err, size_t errlen);
 /* Open a new socket to the host a server is connected to (for its cancel requests). */
 int pool_connect_server_addr(const struct conn *server, struct sockaddr_storage *addr_out,
                              char *err, size_t errlen);

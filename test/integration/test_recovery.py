@@ -251,15 +251,18 @@ def test_postgres_restart_recovers_quickly(make_pooler, pg):
         # down for a moment: every client gets an error, none waits
         helpers.wait_for(lambda: any(not o[2] and o[0] >= t_down for o in load.snapshot()),
                          30, 0.05, "clients to get errors while PostgreSQL is down")
-        time.sleep(1)
+        # down long enough for the refusals' backoff to grow past 6 s (0.1 s doubling):
+        # retrying only when that backoff ends would come back ~12 s late
+        time.sleep(12)
         pg.start_again()
         restarted = True
         t_up = time.monotonic()
         helpers.wait_for(lambda: load.successes_after(t_up), 60, 0.05,
                          "a query to succeed after the restart")
         first_ok = min(o[1] for o in load.successes_after(t_up))
-        # server_login_retry is 30 s: a fixed retry wait would serve nobody for ~30 s
-        assert first_ok - t_up < 15, "first success %.1f s after PostgreSQL was back" % (first_ok - t_up)
+        # a fixed server_login_retry (30 s) wait, or the grown backoff, would serve nobody
+        # for many seconds; the background probe runs at least once a second
+        assert first_ok - t_up < 5, "first success %.1f s after PostgreSQL was back" % (first_ok - t_up)
         # every client is served again, not only the lucky first
         helpers.wait_for(lambda: len(load.successes_after(first_ok + 0.5)) >= 30, 30, 0.05,
                          "the load to run again")
@@ -275,7 +278,9 @@ def test_postgres_restart_recovers_quickly(make_pooler, pg):
     slowest = max(o[1] - o[0] for o in ops)
     # a hang bound, far above normal (milliseconds), below query_wait_timeout (60 s)
     assert slowest < 20, "a client waited %.1f s for an answer" % slowest
-    assert bench.returncode is not None, bench_out
+    # pgbench ended by itself (communicate() above would have timed out on a hang); its
+    # clients may have aborted on the restart's errors
+    assert bench.returncode is not None and "aborted" in bench_out or "processed" in bench_out, bench_out
     # the pool is healthy afterwards
     with p.connect() as c:
         assert c.execute("select 42").fetchone()[0] == 42
