@@ -309,11 +309,8 @@ static void host_answer(void *arg, int status, int timeouts, struct ares_addrinf
 		    status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA;
 		free(h->error);
 		h->error = xstrdup(why);
-		if (answer && h->n_addrs) {
-			free(h->addrs);
-			h->addrs = NULL;
-			h->n_addrs = h->next = 0;
-		}
+		if (answer && h->n_addrs)
+			host_set_addrs(h, NULL, 0); /* its servers' addresses are gone too */
 		log_warning("dns: lookup of %s failed: %s%s", h->name, why,
 		            h->n_addrs ? "; keeping its previous addresses" : "");
 	}
