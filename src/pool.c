@@ -435,6 +435,9 @@ static void server_check_expired(struct loop *l, struct loop_timer *t, void *arg
 	struct pool *pool = s->pool;
 	(void)l;
 	(void)t;
+	/* a host that stopped answering counts against it, as a failed connect does */
+	if (s->host_idx >= 0)
+		hosts_connect_error(pool, (size_t)s->host_idx, "server_check_query got no answer");
 	server_close(s, "server_check_query got no answer within server_connect_timeout");
 	serve_waiters(pool);
 	pool_launch_servers(pool);
