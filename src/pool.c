@@ -190,6 +190,10 @@ void pool_apply_config(struct core *core)
 		fresh.name = db->name;
 		fresh.n_servers = db->n_servers;
 		fresh.n_clients = db->n_clients;
+		/* what the console and the fallback entry decided is not the file's to undo */
+		fresh.from_fallback = db->from_fallback;
+		fresh.paused = db->paused;
+		fresh.disabled = db->disabled;
 		*db = fresh;
 	}
 	list_for_each(it, &core->users) user_fill(list_entry(it, struct user, node), core->cfg);

@@ -548,3 +548,17 @@ def test_set_restart_only_key(make_pooler, pg):
         assert re.search("restart", helpers.error_text(ei.value), re.I), helpers.error_text(ei.value)
         assert au.config_value(adm, "listen_port") == str(p.port)
     assert au.can_connect(p)
+
+
+def test_reload_keeps_pause_and_disable(make_pooler, pg):
+    # PAUSE and DISABLE are the operator's, not the file's: a RELOAD keeps them
+    p = two_db_pooler(make_pooler, pg)
+    with au.console(p) as adm:
+        assert au.command(adm, "PAUSE testdb") == "PAUSE"
+        assert au.command(adm, "DISABLE otherdb") == "DISABLE"
+        assert au.command(adm, "RELOAD") == "RELOAD"
+        assert paused_col(adm, "testdb") == 1
+        assert au.as_int(au.row_for(adm, "SHOW DATABASES", name="otherdb")["disabled"]) == 1
+        assert au.command(adm, "RESUME testdb") == "RESUME"
+        assert au.command(adm, "ENABLE otherdb") == "ENABLE"
+    assert au.can_connect(p) and au.can_connect(p, dbname="otherdb")
