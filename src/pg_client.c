@@ -13,6 +13,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "listen.h"
 #include "core.h"
 #include "log.h"
 #include "md5auth.h"
@@ -224,6 +225,11 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 	struct core *core = c->core;
 	struct startup_info si = {0};
 	uint32_t major = code >> 16, minor = code & 0xffff;
+	bool on_reserve = listen_reserve_probing(c);
+	if (major != 3 && on_reserve) {
+		listen_reserve_refuse(c);
+		return;
+	}
 	if (major != 3) {
 		login_fail(c, "0A000", "unsupported frontend protocol %u.%u: server supports 3.0",
 		           major, minor);
@@ -239,6 +245,11 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		negotiate_version(c, &si);
 	c->user_name = xstrdup(si.user);
 	c->db_name = xstrdup(si.database && si.database[0] ? si.database : si.user);
+	/* accepted on the descriptor reserve (listen.c): only the console may stay */
+	if (on_reserve && !(admin_is_console_db(c->db_name) && listen_reserve_keep(c))) {
+		listen_reserve_refuse(c);
+		return;
+	}
 	if (admin_is_console_db(c->db_name)) {
 		start_console_login(c);
 		return;
@@ -510,6 +521,10 @@ static bool login_startup_packet(struct conn *c)
 		iobuf_swallow(c->rbuf, len);
 		conn_send(c, "N", 1);
 		return true;
+	}
+	if (code == PG_CANCEL_REQUEST && listen_reserve_probing(c)) {
+		listen_reserve_refuse(c); /* the reserve is for the console */
+		return false;
 	}
 	if (code == PG_CANCEL_REQUEST) {
 		uint32_t pid = len == 16 ? pg_get_u32(pkt + 8) : 0;
