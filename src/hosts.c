@@ -125,7 +125,6 @@ void host_set_carry(struct host_set *fresh, const struct host_set *old)
 			/* target_session_attrs may have changed: judge the last report again */
 			h->mismatch =
 			    h->seen && tsa_suits(fresh->tsa, h->hot_standby, h->read_only) != 1;
-			h->addr = o->addr;
 			h->probe_id = o->probe_id;
 			break;
 		}
@@ -362,10 +361,9 @@ static void note_failure(struct host_set *hs, size_t i, const char *why)
 		arm_probes(hs);
 }
 
-void hosts_connecting(struct pool *pool, size_t i, const struct sockaddr_storage *addr)
+void hosts_connecting(struct pool *pool)
 {
 	bind_set(pool);
-	pool->db->hosts->v[i].addr = *addr;
 }
 
 void hosts_connect_error(struct pool *pool, size_t i, const char *err)

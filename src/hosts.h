@@ -39,10 +39,9 @@ struct host {
 	int passes; /* good logins or probes in a row while down */
 	/* what the last login reported (ParameterStatus): -1 unknown, 0 off, 1 on */
 	signed char hot_standby, read_only;
-	bool seen;                    /* a login has reported them */
-	bool mismatch;                /* that login did not suit target_session_attrs */
-	struct sockaddr_storage addr; /* where the last connection went (ss_family 0: none) */
-	uint64_t probe_id;            /* the probe connection in flight, 0: none */
+	bool seen;         /* a login has reported them */
+	bool mismatch;     /* that login did not suit target_session_attrs */
+	uint64_t probe_id; /* the probe connection in flight, 0: none */
 };
 
 struct host_set {
@@ -114,8 +113,9 @@ void host_set_format(const struct host_set *hs, char *buf, size_t len);
 
 /* Index of the host for the pool's next server (see host_pick). */
 size_t hosts_pick(struct pool *pool);
-/* Connecting to host i at addr; err: it failed at once (resolve or connect). */
-void hosts_connecting(struct pool *pool, size_t i, const struct sockaddr_storage *addr);
+/* A connect to one of the pool's hosts is under way. */
+void hosts_connecting(struct pool *pool);
+/* Connecting to host i failed at once (resolve or connect): err says why. */
 void hosts_connect_error(struct pool *pool, size_t i, const char *err);
 /*
  * Called first thing by pool_server_login_failed(). Counts the failure against the

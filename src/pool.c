@@ -291,7 +291,7 @@ usec_t pool_client_idle_timeout(const struct conn *client)
 	if (!client->user_name)
 		return cfg->client_idle_timeout;
 	/* the pool's user is the login user unless the database forces one */
-	if (u && (!client->pool->db->force_user || strcmp(u->name, client->user_name) == 0))
+	if (u && strcmp(u->name, client->user_name) == 0)
 		return user_or_global(u->client_idle_timeout, cfg->client_idle_timeout);
 	const struct user_entry *e = config_find_user(cfg, client->user_name);
 	return user_or_global(e ? e->client_idle_timeout : 0, cfg->client_idle_timeout);
@@ -992,7 +992,7 @@ static int connect_host(struct pool *pool, size_t i, struct sockaddr_storage *ad
 	if (fd < 0)
 		hosts_connect_error(pool, i, err);
 	else
-		hosts_connecting(pool, i, addr);
+		hosts_connecting(pool);
 	return fd;
 }
 
