@@ -109,6 +109,7 @@ static void send_welcome(struct conn *c)
 	struct pg_client *pc = pgc(c);
 	struct pg_pool *pp = pg_pool_state(c->pool);
 	struct pg_out o;
+	pg_params_defaults(&pc->wanted, c->core->cfg, &pp->welcome);
 	pg_out_init(&o);
 	for (size_t i = 0; i < pp->welcome.n; i++) {
 		const char *name = pp->welcome.v[i].name;
@@ -619,7 +620,8 @@ void pg_client_linked(struct conn *c)
 	pgs(s)->track = prep_applies(c);
 	struct pg_out sql;
 	pg_out_init(&sql);
-	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &sql)) {
+	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &pg_pool_state(c->pool)->welcome,
+	                        &sql)) {
 		pc->applying = true;
 		pg_server_internal_query(s, (const char *)sql.data);
 		pg_out_free(&sql);
@@ -665,7 +667,7 @@ void pg_client_arm_idle(struct conn *c)
 static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
 {
 	struct stats_counters *st = &c->pool->stats.total;
-	st->bytes_received += len + 1;
+	(void)len;
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		usec_t now = loop_now(c->core->loop);
 		if (ps->outstanding++ == 0)
@@ -715,8 +717,63 @@ static bool relay_message(struct conn *c, struct pg_server *ps, uint8_t type, ui
 		}
 	}
 	count_client_message(c, ps, type, len);
+	if (!fwd) /* consumed whole by pg_prep */
+		c->pool->stats.total.bytes_received += len + 1;
 	pgc(c)->pkt_remain = fwd;
 	return true;
+}
+
+/* Frontend message types of protocol 3.0 after login; anything else is refused here,
+ * not sent to a server that would end the session over it. */
+static bool known_frontend_type(uint8_t type)
+{
+	return type && strchr("BCcdDEfFHPQSX", type) != NULL;
+}
+
+/* Copy data with no COPY to receive it: what is left of a COPY FROM STDIN the server
+ * ended with an error. PostgreSQL ignores such messages outside COPY, so sluice drops
+ * them itself instead of asking for a server. */
+static bool stray_copy_message(uint8_t type)
+{
+	return type == 'd' || type == 'c' || type == 'f';
+}
+
+/* Client bytes that reached sluice, counted as they are moved (not as declared). */
+static void stream_client_rest(struct conn *c, bool forward)
+{
+	uint32_t n = pg_stream_rest(c->rbuf, &pgc(c)->pkt_remain, forward);
+	c->pool->stats.total.bytes_received += n;
+}
+
+/* A client holding no server: drop stray copy data, answer what pg_prep can, and lease
+ * a server at the first message that needs one. */
+static void relay_unlinked(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	uint8_t type;
+	uint32_t len;
+	while (c->state == CL_IDLE && iobuf_unparsed(c->rbuf)) {
+		if (pc->pkt_remain) {
+			stream_client_rest(c, false);
+			continue;
+		}
+		/* libpq's PQprepare between transactions must not wait for a server: a
+		 * program preparing on one connection while its others hold the pool in
+		 * open transactions would wait for itself */
+		if (prep_applies(c) && pg_prep_answer_idle(c))
+			continue;
+		if (!iobuf_unparsed(c->rbuf) || !next_header(c, &type, &len))
+			return;
+		if (!known_frontend_type(type)) {
+			client_fail(c, "08P01", "invalid frontend message type");
+			return;
+		}
+		if (!stray_copy_message(type)) {
+			pool_lease(c);
+			return;
+		}
+		pc->pkt_remain = len + 1;
+	}
 }
 
 void pg_client_relay(struct conn *c)
@@ -727,14 +784,7 @@ void pg_client_relay(struct conn *c)
 	if (!c->rbuf || c->state == CL_JUSTFREE || pc->applying)
 		return;
 	if (!c->link) {
-		/* libpq's PQprepare between transactions must not wait for a server: a
-		 * program preparing on one connection while its others hold the pool in
-		 * open transactions would wait for itself */
-		while (c->state == CL_IDLE && prep_applies(c) && pg_prep_answer_idle(c))
-			;
-		/* a server is asked for at the first message that needs one */
-		if (iobuf_unparsed(c->rbuf) && next_header(c, &type, &len) && c->state == CL_IDLE)
-			pool_lease(c);
+		relay_unlinked(c);
 		return;
 	}
 	struct conn *s = c->link;
@@ -745,10 +795,16 @@ void pg_client_relay(struct conn *c)
 		return;
 	while (iobuf_unparsed(c->rbuf)) {
 		if (pc->pkt_remain) {
-			pg_stream_rest(c->rbuf, &pc->pkt_remain, true);
+			stream_client_rest(c, true);
 			continue;
 		}
-		if (!next_header(c, &type, &len) || !relay_message(c, ps, type, len))
+		if (!next_header(c, &type, &len))
+			break;
+		if (!known_frontend_type(type)) {
+			client_fail(c, "08P01", "invalid frontend message type");
+			return;
+		}
+		if (!relay_message(c, ps, type, len))
 			break;
 	}
 	if (c->state == CL_JUSTFREE)
@@ -756,4 +812,7 @@ void pg_client_relay(struct conn *c)
 	if (ps->track)
 		pg_prep_send_made_up(s);
 	conn_forward(c);
+	/* a release that waited for the end of this client's message */
+	if (c->state != CL_JUSTFREE && c->link == s)
+		pg_server_release_if_due(s);
 }
