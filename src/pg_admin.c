@@ -257,7 +257,7 @@ void pg_console_input(struct conn *c)
 			return;
 		}
 		if (iobuf_unparsed(c->rbuf) < len + 1) {
-			iobuf_reserve(&c->rbuf, len + 1);
+			iobuf_grow_toward(&c->rbuf, len + 1);
 			return;
 		}
 		uint8_t *msg = xmalloc(len + 1);

@@ -60,6 +60,14 @@ bool pg_client_header(struct conn *c, uint8_t *type, uint32_t *len)
 	case PG_HDR_OK:
 		break;
 	}
+	if ((uint64_t)*len + 1 > (uint64_t)c->core->cfg->max_packet_size) {
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+		         "message of %u bytes is larger than max_packet_size (%d)", *len + 1,
+		         c->core->cfg->max_packet_size);
+		login_fail(c, "08P01", "%s", msg);
+		return false;
+	}
 	return true;
 }
 
@@ -494,7 +502,7 @@ static bool have_whole(struct conn *c, uint32_t n)
 {
 	if (iobuf_unparsed(c->rbuf) >= n)
 		return true;
-	iobuf_reserve(&c->rbuf, n);
+	iobuf_grow_toward(&c->rbuf, n);
 	return false;
 }
 

@@ -610,7 +610,7 @@ void pg_server_input(struct conn *s)
 		}
 		bool whole = message_needed_whole(s, type) && len + 1 <= SERVER_WHOLE_MSG_MAX;
 		if (whole && iobuf_unparsed(b) < len + 1) {
-			iobuf_reserve(&s->rbuf, len + 1);
+			iobuf_grow_toward(&s->rbuf, len + 1);
 			break;
 		}
 		bool swallow = forward && ps->track && pg_prep_server_reply(s, type);
