@@ -28,10 +28,14 @@ static bool prep_applies(const struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal)
 {
 	struct pg_out o;
+	/* messages quote user, database and parameter names as the client sent them */
+	char *text = xmalloc(STR_ESCAPE_SIZE(strlen(msg)));
+	str_escape(text, STR_ESCAPE_SIZE(strlen(msg)), msg);
 	pg_out_init(&o);
-	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, msg);
+	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, text);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
+	free(text);
 }
 
 static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
