@@ -327,8 +327,11 @@ static void start_auth(struct conn *c)
 		pc->phase = PGC_PASSWORD;
 		return;
 	case AUTH_MD5:
-		if (au && au->kind == SECRET_SCRAM) {
-			start_scram(c); /* an md5 challenge cannot be checked against it */
+		/* an md5 challenge cannot be checked against a SCRAM secret; an unknown
+		 * user gets what most users get, as PostgreSQL follows password_encryption */
+		if (au ? au->kind == SECRET_SCRAM
+		       : core->auth && 2 * core->auth->n_scram > core->auth->n_users) {
+			start_scram(c);
 			return;
 		}
 		if (!random_bytes(pc->login->md5_salt, 4)) {
@@ -408,20 +411,22 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 {
 	struct pg_client *pc = pgc(c);
+	const struct auth_file *af = c->core->auth;
+	const uint8_t *key = c->core->scram_mock_key;
+	int iterations = af ? af->scram_iterations : SCRAM_DEFAULT_ITERATIONS;
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
+	size_t salt_len;
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_SCRAM)
 		return scram_parse_secret(pc->login->secret, sec);
+	/* a stable salt here too: one that changes per attempt would single these users out */
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_PLAIN)
-		return scram_secret_from_password(pc->login->secret, NULL, 0,
-		                                  SCRAM_DEFAULT_ITERATIONS, sec);
-	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
-	 * at the end, so the client cannot tell which users exist */
-	char fake[33];
-	uint8_t rnd[16];
-	if (!random_bytes(rnd, sizeof(rnd)))
-		return false;
-	hex_encode(rnd, sizeof(rnd), fake);
+		return scram_mock_salt(key, c->user_name, salt, &salt_len) &&
+		       scram_secret_from_password(pc->login->secret, salt, salt_len, iterations,
+		                                  sec);
+	/* unknown user or md5 secret: the exchange runs on a mock secret and fails at the
+	 * proof, so the client cannot tell which users exist, and it costs no PBKDF2 */
 	pc->login->user_known = false;
-	return scram_secret_from_password(fake, NULL, 0, SCRAM_DEFAULT_ITERATIONS, sec);
+	return scram_mock_secret(key, c->user_name, iterations, sec);
 }
 
 static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
