@@ -9,9 +9,11 @@
 """
 
 import base64
+import os
 import re
 import socket
 import struct
+import sys
 
 import pytest
 
@@ -227,3 +229,24 @@ def test_non_utf8_and_controls_escaped(make_pooler):
     assert "d\u00f6\u20ac".encode() in log
     assert b"\xff" not in log and b"\x1b" not in log
     assert_log_lines_whole(p)
+
+
+# --- what unknown-user SCRAM attempts cost (a report, not a test) ----------------
+
+
+@pytest.mark.hard_timeout(300)
+@pytest.mark.skipif(not os.environ.get("SLUICE_LOGIN_BENCH"),
+                    reason="a measurement: SLUICE_LOGIN_BENCH=1 to run it (attack rate: "
+                           "SLUICE_LOGIN_BENCH_RATE, default unlimited)")
+def test_report_login_p50_under_unknown_user_storm(make_pooler):
+    sys.path.insert(0, str(helpers.REPO / "test" / "tools"))
+    import login_storm
+
+    p = make_pooler(settings={"auth_type": "scram-sha-256", "log_connections": 0,
+                              "log_disconnections": 0},
+                    auth_users=scram_users(), extra_args=[])
+    args = login_storm.parse_args(["--port", str(p.port), "--user", "alice", "--password",
+                                   ALICE_PW, "--pid", str(p.proc.pid), "--logins",
+                                   os.environ.get("SLUICE_LOGIN_BENCH_N", "300"), "--rate",
+                                   os.environ.get("SLUICE_LOGIN_BENCH_RATE", "0")])
+    print("\n" + login_storm.report(login_storm.measure(args)))
