@@ -132,6 +132,27 @@ static void send_welcome(struct conn *c)
 		conn_log(c, LOG_LVL_INFO, "login ok");
 }
 
+/* Whether the login asks for a password (or a SCRAM proof) before it is let in. */
+static bool auth_checks_password(const struct core *core)
+{
+	return core->cfg->auth_type != AUTH_ANY && core->cfg->auth_type != AUTH_TRUST;
+}
+
+/* The client's database exists and takes connections; otherwise the client is told. */
+static bool database_usable(struct conn *c)
+{
+	struct database *db = database_lookup(c->core, c->db_name);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return false;
+	}
+	if (db->disabled) {
+		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
+		return false;
+	}
+	return true;
+}
+
 static void auth_ok(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
@@ -146,11 +167,9 @@ static void auth_ok(struct conn *c)
 		pg_console_welcome(c, false);
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	if (auth_checks_password(core) && !database_usable(c))
 		return;
-	}
+	struct database *db = database_lookup(core, c->db_name);
 	struct user *su = user_lookup(core, db->force_user ? db->force_user : c->user_name);
 	struct pool *pool = pool_get(core, db, su);
 	c->pool = pool;
@@ -267,15 +286,11 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		login_fail(c, "57P03", "sluice is shutting down");
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	/* with a password to check, which databases exist is told only to a client that
+	 * gave it, as PostgreSQL does (and a fallback "*" entry makes no database for
+	 * one that did not) */
+	if (!auth_checks_password(core) && !database_usable(c))
 		return;
-	}
-	if (db->disabled) {
-		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
-		return;
-	}
 	if (admin_role_of(core, c->user_name) == ADMIN_ROLE_ADMIN)
 		c->flags |= CONN_F_ADMIN_USER;
 	start_auth(c);

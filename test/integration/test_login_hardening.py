@@ -11,7 +11,6 @@
 import base64
 import os
 import re
-import socket
 import struct
 import sys
 
