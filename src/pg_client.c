@@ -28,10 +28,14 @@ static bool prep_applies(const struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal)
 {
 	struct pg_out o;
+	/* messages quote user, database and parameter names as the client sent them */
+	char *text = xmalloc(STR_ESCAPE_SIZE(strlen(msg)));
+	str_escape(text, STR_ESCAPE_SIZE(strlen(msg)), msg);
 	pg_out_init(&o);
-	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, msg);
+	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, text);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
+	free(text);
 }
 
 static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
@@ -137,6 +141,27 @@ static void send_welcome(struct conn *c)
 		conn_log(c, LOG_LVL_INFO, "login ok");
 }
 
+/* Whether the login asks for a password (or a SCRAM proof) before it is let in. */
+static bool auth_checks_password(const struct core *core)
+{
+	return core->cfg->auth_type != AUTH_ANY && core->cfg->auth_type != AUTH_TRUST;
+}
+
+/* The client's database exists and takes connections; otherwise the client is told. */
+static bool database_usable(struct conn *c)
+{
+	struct database *db = database_lookup(c->core, c->db_name);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return false;
+	}
+	if (db->disabled) {
+		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
+		return false;
+	}
+	return true;
+}
+
 static void auth_ok(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
@@ -151,11 +176,10 @@ static void auth_ok(struct conn *c)
 		pg_console_welcome(c, false);
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	/* again with trust (checked at startup): cheap, and db below is never NULL */
+	if (!database_usable(c))
 		return;
-	}
+	struct database *db = database_lookup(core, c->db_name);
 	struct user *su = user_lookup(core, db->force_user ? db->force_user : c->user_name);
 	struct pool *pool = pool_get(core, db, su);
 	c->pool = pool;
@@ -272,15 +296,11 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		login_fail(c, "57P03", "sluice is shutting down");
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	/* with a password to check, which databases exist is told only to a client that
+	 * gave it, as PostgreSQL does (and a fallback "*" entry makes no database for
+	 * one that did not) */
+	if (!auth_checks_password(core) && !database_usable(c))
 		return;
-	}
-	if (db->disabled) {
-		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
-		return;
-	}
 	if (admin_role_of(core, c->user_name) == ADMIN_ROLE_ADMIN)
 		c->flags |= CONN_F_ADMIN_USER;
 	start_auth(c);
@@ -332,8 +352,11 @@ static void start_auth(struct conn *c)
 		pc->phase = PGC_PASSWORD;
 		return;
 	case AUTH_MD5:
-		if (au && au->kind == SECRET_SCRAM) {
-			start_scram(c); /* an md5 challenge cannot be checked against it */
+		/* an md5 challenge cannot be checked against a SCRAM secret; an unknown
+		 * user gets what most users get, as PostgreSQL follows password_encryption */
+		if (au ? au->kind == SECRET_SCRAM
+		       : core->auth && 2 * core->auth->n_scram > core->auth->n_users) {
+			start_scram(c);
 			return;
 		}
 		if (!random_bytes(pc->login->md5_salt, 4)) {
@@ -413,20 +436,22 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 {
 	struct pg_client *pc = pgc(c);
+	const struct auth_file *af = c->core->auth;
+	const uint8_t *key = c->core->scram_mock_key;
+	int iterations = af ? af->scram_iterations : SCRAM_DEFAULT_ITERATIONS;
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
+	size_t salt_len;
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_SCRAM)
 		return scram_parse_secret(pc->login->secret, sec);
+	/* a stable salt here too: one that changes per attempt would single these users out */
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_PLAIN)
-		return scram_secret_from_password(pc->login->secret, NULL, 0,
-		                                  SCRAM_DEFAULT_ITERATIONS, sec);
-	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
-	 * at the end, so the client cannot tell which users exist */
-	char fake[33];
-	uint8_t rnd[16];
-	if (!random_bytes(rnd, sizeof(rnd)))
-		return false;
-	hex_encode(rnd, sizeof(rnd), fake);
+		return scram_mock_salt(key, c->user_name, salt, &salt_len) &&
+		       scram_secret_from_password(pc->login->secret, salt, salt_len, iterations,
+		                                  sec);
+	/* unknown user or md5 secret: the exchange runs on a mock secret and fails at the
+	 * proof, so the client cannot tell which users exist, and it costs no PBKDF2 */
 	pc->login->user_known = false;
-	return scram_secret_from_password(fake, NULL, 0, SCRAM_DEFAULT_ITERATIONS, sec);
+	return scram_mock_secret(key, c->user_name, iterations, sec);
 }
 
 static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
