@@ -297,3 +297,27 @@ def test_scalar_value_with_comma_stays_one_value(sp_pool):
         for _ in range(2):
             assert show(a, "application_name") == "a, b"
             assert show(b, "application_name") == ""
+
+
+# --- statistics count bytes that arrived ----------------------------------------------
+
+
+def test_bytes_received_counts_arrived_bytes_not_declared_lengths(make_pooler):
+    p = make_pooler(settings={"pool_mode": "transaction", "admin_users": "postgres",
+                              "stats_period": 1})
+    with p.raw_login(timeout=30) as a:
+        a.send(b"Q" + struct.pack("!I", 1000000) + b"SELECT '" + b"x" * 91)  # 100 bytes
+        time.sleep(0.3)
+        with p.raw_login(user="postgres", database="pgbouncer") as adm:
+            cols = None
+            for _ in range(50):
+                res = adm.query("SHOW STATS")
+                rows = [r for r in res if r[0] == "testdb"]
+                if rows:
+                    cols = rows[0]
+                    break
+            assert cols is not None
+            # columns: database, total_server_assignment_count, total_xact_count,
+            # total_query_count, total_received, ...
+            received = int(cols[4])
+            assert 100 <= received < 10000, cols
