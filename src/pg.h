@@ -19,6 +19,7 @@
 struct pg_param {
 	char *name;
 	char *value;
+	bool set_by_us; /* on a server: a parameter it does not report, as sluice set it */
 };
 struct pg_params {
 	struct pg_param *v;
@@ -192,7 +193,7 @@ bool pg_build_param_sets(const struct pg_params *wanted, struct pg_params *have,
 void pg_params_defaults(struct pg_params *wanted, const struct config *cfg,
                         const struct pg_params *reported);
 /* After RESET ALL / DISCARD ALL: what sluice set of unreported parameters is gone. */
-void pg_params_forget_unreported(struct pg_params *have, const struct pg_params *reported);
+void pg_params_forget_unreported(struct pg_params *have);
 
 /* pg_prep.c */
 enum pg_prep_result {

@@ -50,6 +50,7 @@ bool pg_params_set(struct pg_params *p, const char *name, const char *value)
 	}
 	p->v[p->n].name = xstrdup(name);
 	p->v[p->n].value = xstrdup(value);
+	p->v[p->n].set_by_us = false;
 	p->n++;
 	return true;
 }
@@ -86,11 +87,20 @@ void pg_params_defaults(struct pg_params *wanted, const struct config *cfg,
 	}
 }
 
-void pg_params_forget_unreported(struct pg_params *have, const struct pg_params *reported)
+void pg_params_forget_unreported(struct pg_params *have)
 {
 	for (size_t i = have->n; i-- > 0;)
-		if (!pg_params_get(reported, have->v[i].name))
+		if (have->v[i].set_by_us)
 			pg_params_del(have, have->v[i].name);
+}
+
+/* The server will not tell what it now has: remember what sluice set. */
+static void record_set_by_us(struct pg_params *have, const char *name, const char *value)
+{
+	pg_params_set(have, name, value);
+	for (size_t i = 0; i < have->n; i++)
+		if (str_ieq(have->v[i].name, name))
+			have->v[i].set_by_us = true;
 }
 
 /* One set_config() call; a NULL value resets the parameter to its default. */
@@ -127,11 +137,11 @@ bool pg_build_param_sets(const struct pg_params *wanted, struct pg_params *have,
 		append_set_config(sql, !any, name, value);
 		any = true;
 		if (!pg_params_get(reported, name))
-			pg_params_set(have, name, value);
+			record_set_by_us(have, name, value);
 	}
 	for (size_t i = have->n; i-- > 0;) {
 		const char *name = have->v[i].name;
-		if (pg_params_get(reported, name) || pg_params_get(wanted, name))
+		if (!have->v[i].set_by_us || pg_params_get(wanted, name))
 			continue;
 		append_set_config(sql, !any, name, NULL);
 		any = true;

@@ -316,7 +316,7 @@ static void internal_done(struct conn *s)
 		bool reset = ps->phase == PGS_RESET;
 		ps->phase = PGS_READY;
 		if (reset) /* RESET ALL or DISCARD ALL put every parameter back */
-			pg_params_forget_unreported(&ps->params, &pg_pool_state(s->pool)->welcome);
+			pg_params_forget_unreported(&ps->params);
 		if (ps->internal_failed) {
 			conn_log(s, LOG_LVL_WARNING, "%s failed: %s",
 			         reset ? "server_reset_query" : "connect_query",
