@@ -609,6 +609,13 @@ static bool login_auth_message(struct conn *c)
 void pg_client_input(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
+	/* woken because the server took the last of this client's bytes: a release that
+	 * waited for them can happen now */
+	if (pc->phase == PGC_READY && !pc->console && c->link &&
+	    !(c->rbuf && iobuf_unparsed(c->rbuf))) {
+		pg_server_release_if_due(c->link);
+		return;
+	}
 	while (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf)) {
 		bool more;
 		switch (pc->phase) {
