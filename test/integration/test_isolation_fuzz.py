@@ -23,6 +23,7 @@ Environment:
 import collections
 import os
 import random
+import re
 import socket
 import struct
 import threading
@@ -45,6 +46,9 @@ TABLE = "isofuzz_t"
 SERVER_DATESTYLE = "ISO, MDY"  # helpers.PG_CONF
 DATESTYLES = ["ISO, MDY", "ISO, DMY", "ISO, YMD", "SQL, DMY", "SQL, MDY", "German, DMY",
               "Postgres, MDY", "Postgres, DMY"]
+OTHER_DATESTYLES = [d for d in DATESTYLES if d != SERVER_DATESTYLE]
+# explicit: non-default values at startup; defaults: none, or the server's defaults sent
+# explicitly; set: explicit, then SETs (to the defaults too when "defaults" is chosen)
 PROFILES = ["explicit", "defaults", "set"]
 MAX_DETAILS = 25
 
@@ -155,28 +159,50 @@ def read_reply(rc):
             return msgs
 
 
+# What went wrong is tagged <class> in the failure text; the figures count failures per
+# class, so a parameter leak is not confused with crossed streams.
+DEFAULTS = {"application_name": "", "DateStyle": SERVER_DATESTYLE}
+
+
+def param_mismatch(name, got, want):
+    if want is None or got == want:
+        return None
+    cls = "param leak, default expected" if want == DEFAULTS[name] else "param leak"
+    return "<%s> %s=%r, expected %r" % (cls, name, got, want)
+
+
+def check_row(row, tok, want):
+    if row[0] != tok:
+        return "<wrong token> row %r, expected token %r" % (row, tok)
+    for name, got in zip(("application_name", "DateStyle"), row[1:3]):
+        err = param_mismatch(name, got, want[name])
+        if err:
+            return err
+    return None
+
+
 def check_reply(msgs, shape, tok, want, status):
-    """None if msgs is exactly the expected answer, else what is wrong."""
+    """None if msgs is exactly the expected answer, else what is wrong.  want maps
+    application_name and DateStyle to the value expected, or None for unchecked."""
     types = []
     for t, p in msgs:
         if t == "S":
             k, v = [x.decode("utf-8", "replace") for x in p.split(b"\0")[:2]]
-            if k in want and v != want[k]:
-                return "ParameterStatus %s=%r, expected %r" % (k, v, want[k])
+            err = param_mismatch(k, v, want[k]) if k in want else None
+            if err:
+                return "ParameterStatus " + err
             continue
         if t in ("E", "N"):
-            return "%s %s" % ("error" if t == "E" else "notice",
-                              pgproto.ServerError(pgproto.parse_error_fields(p)))
+            return "<%s> %s" % ("error" if t == "E" else "notice",
+                                pgproto.ServerError(pgproto.parse_error_fields(p)))
         types.append(t)
-        if t == "D":
-            row = data_row(p)[:3]
-            expect = [tok, want["application_name"], want["DateStyle"]]
-            if row != expect:
-                return "row %r, expected %r" % (row, expect)
+        err = check_row(data_row(p), tok, want) if t == "D" else None
+        if err:
+            return err
         if t == "Z" and p[:1] != status.encode():
-            return "ReadyForQuery %r, expected %r" % (p[:1], status)
+            return "<protocol> ReadyForQuery %r, expected %r" % (p[:1], status)
     if "".join(types) != shape:
-        return "messages %s, expected %s" % ("".join(types), shape)
+        return "<protocol> messages %s, expected %s" % ("".join(types), shape)
     return None
 
 
@@ -191,8 +217,8 @@ def run_steps(rc, steps, want):
 
 def io_error(e):
     if isinstance(e, socket.timeout):
-        return "hang: no answer within %ss" % CANARY_TIMEOUT
-    return "%s: %s" % (type(e).__name__, e)
+        return "<hang> no answer within the socket timeout"
+    return "<closed> %s: %s" % (type(e).__name__, e)
 
 
 def close_hard(sock):
@@ -238,8 +264,9 @@ def send_split(sock, data, rng, max_pause):
 # ---------------------------------------------------------------------------
 
 class Fuzz:
-    def __init__(self, pooler, seed, seconds):
+    def __init__(self, pooler, seed, seconds, profiles):
         self.pooler = pooler
+        self.profiles = profiles
         self.seed = seed
         self.t0 = time.monotonic()
         self.deadline = self.t0 + seconds
@@ -261,8 +288,10 @@ class Fuzz:
         with self.lock:
             self.counts[what] += n
 
-    def fail(self, kind, detail):
+    def fail(self, who, detail):
         now = time.monotonic()
+        m = re.search(r"<([^>]+)>", detail)
+        kind = "%s: %s" % (who, m.group(1) if m else "other")
         with self.lock:
             self.failures[kind] += 1
             if len(self.details) < MAX_DETAILS:
@@ -309,7 +338,7 @@ def profile_start(profile, rng, tag):
         else:
             params = {"application_name": "", "DateStyle": SERVER_DATESTYLE}
         return params, {"application_name": "", "DateStyle": SERVER_DATESTYLE}
-    want = {"application_name": tag, "DateStyle": rng.choice(DATESTYLES)}
+    want = {"application_name": tag, "DateStyle": rng.choice(OTHER_DATESTYLES)}
     return dict(want), dict(want)
 
 
@@ -352,8 +381,9 @@ class Canary:
 
     def login_params(self, rc, want):
         for k, v in want.items():
-            if rc.params.get(k) != v:
-                return "login ParameterStatus %s=%r, expected %r" % (k, rc.params.get(k), v)
+            err = param_mismatch(k, rc.params.get(k), v)
+            if err:
+                return "login ParameterStatus " + err
         return None
 
     def one_check(self, rc, profile, want):
@@ -374,11 +404,13 @@ class Canary:
     def set_steps(self, want):
         """SET a new value (sometimes the server default or '') and expect it from now on."""
         rng = self.rng
+        defaults = "defaults" in self.fz.profiles
         if rng.random() < 0.5:
-            v = rng.choice(["", "canary%d_set_%06x" % (self.idx, rng.getrandbits(24))])
+            v = "canary%d_set_%06x" % (self.idx, rng.getrandbits(24))
+            v = rng.choice(["", v]) if defaults else v
             want["application_name"] = v
             return [(m_query("SET application_name = '%s'" % v), "CZ", None, "I")]
-        v = rng.choice(DATESTYLES)
+        v = rng.choice(DATESTYLES if defaults else OTHER_DATESTYLES)
         want["DateStyle"] = v
         return [(m_query("SET DateStyle = '%s'" % v), "CZ", None, "I")]
 
@@ -421,10 +453,13 @@ def hostile_piece(rng):
     return M_SYNC
 
 
-def want_of(params):
-    """What a session that logged in with params must see."""
-    return {"application_name": params.get("application_name", ""),
-            "DateStyle": params.get("DateStyle", SERVER_DATESTYLE)}
+def want_of(params, check_defaults):
+    """What a session that logged in with params must see (None: not checked, when the
+    run leaves out the default-value checks)."""
+    want = {k: params.get(k, v) for k, v in DEFAULTS.items()}
+    if not check_defaults:
+        want = {k: (None if v == DEFAULTS[k] else v) for k, v in want.items()}
+    return want
 
 
 class Hostile:
@@ -491,7 +526,7 @@ class Hostile:
         so a message is often half sent while the previous answer comes back."""
         rng = self.rng
         params = hostile_params(rng)
-        want = want_of(params)
+        want = want_of(params, "defaults" in self.fz.profiles)
         rc = self.login(params)
         steps = []
         for _ in range(rng.randint(1, 6)):
@@ -559,13 +594,13 @@ class Hostile:
         CopyDone, CopyFail, a Query or nothing; then a checked query on the session."""
         rng = self.rng
         params = hostile_params(rng)
-        want = want_of(params)
+        want = want_of(params, "defaults" in self.fz.profiles)
         rc = self.login(params)
         try:
             rc.send(m_query("COPY %s (id, v) FROM STDIN" % TABLE))
             t, p = rc.recv_msg()
             if t != "G":
-                self.checked("copy", "COPY FROM STDIN answered %r %r" % (t, p[:200]))
+                self.checked("copy", "<protocol> COPY FROM STDIN answered %r %r" % (t, p[:200]))
                 return
             ok = rng.random() < 0.15
             self.copy_body(rc, ok)
@@ -610,9 +645,9 @@ class Hostile:
             return "after COPY (%s): %s" % (end, io_error(e))
         types = "".join(t for t, _ in first if t not in "SN")
         if ok and types != "CZ":
-            return "good COPY answered %s" % types
+            return "<protocol> good COPY answered %s" % types
         if not ok and types != "EZ":
-            return "failed COPY (%s) answered %s, expected EZ" % (end, types)
+            return "<protocol> failed COPY (%s) answered %s, expected EZ" % (end, types)
         if end == "query":
             err = check_reply(read_reply(rc), "TDCZ", tok, want, "I")
         else:
@@ -625,7 +660,7 @@ class Hostile:
         rng = self.rng
         params = hostile_params(rng)
         rc = self.login(params)
-        want = want_of(params)
+        want = want_of(params, "defaults" in self.fz.profiles)
         pid, key = rc.backend_key
         host, port = self.fz.pooler.host, self.fz.pooler.port
         try:
@@ -692,7 +727,7 @@ class Hostile:
                 rc.send(m_query("SELECT length('%s')" % ("x" * n)))
                 msgs = read_reply(rc)
                 rows = [data_row(p) for t, p in msgs if t == "D"]
-                self.checked("flood", None if rows == [[str(n)]] else "huge query got %r" % rows)
+                self.checked("flood", None if rows == [[str(n)]] else "<wrong answer> huge query got %r" % rows)
             elif how == 2:
                 rc.send(M_SYNC * rng.randint(100, 5000))
                 drain(rc.sock, rng.uniform(0, 0.3))
@@ -712,7 +747,7 @@ class Hostile:
             msgs = read_reply(rc)
             rows = [data_row(p) for t, p in msgs if t == "D"]
             if rows != [[str(base + i)]]:
-                self.checked("flood", "pipelined query %d of %d got %r" % (i, n, rows))
+                self.checked("flood", "<wrong answer> pipelined query %d of %d got %r" % (i, n, rows))
                 return
         self.checked("flood", None)
 
@@ -837,7 +872,7 @@ def test_isolation_fuzz(make_pooler, pg, fuzz_table, capsys):
         "pool_mode": "transaction", "default_pool_size": POOL_SIZE, "max_client_conn": 200,
         "query_wait_timeout": 120})
     log_start = pg_log_size(pg)
-    fz = Fuzz(p, seed, FUZZ_SECONDS)
+    fz = Fuzz(p, seed, FUZZ_SECONDS, profiles)
     threads = [threading.Thread(target=guarded(fz, "canary %d" % i, Canary(fz, i, profiles).run))
                for i in range(N_CANARIES)]
     threads += [threading.Thread(target=guarded(fz, "hostile %d" % i, Hostile(fz, i, scenarios).run))
