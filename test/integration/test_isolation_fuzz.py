@@ -365,6 +365,7 @@ class Canary:
             fz.fail(self.label + " login", "%s %r: %s" % (profile, params, io_error(e)))
             time.sleep(0.2)
             return
+        port = rc.sock.getsockname()[1]  # to find the session in sluice's log
         try:
             fz.count("canary sessions")
             err = self.login_params(rc, want)
@@ -373,7 +374,7 @@ class Canary:
                     break
                 err = self.one_check(rc, profile, want)
             if err:
-                fz.fail("%s %s" % (self.label, profile), err)
+                fz.fail("%s %s" % (self.label, profile), "client port %d: %s" % (port, err))
             else:
                 rc.terminate()
         finally:
@@ -467,6 +468,7 @@ class Hostile:
         self.fz, self.idx, self.scenarios = fz, idx, scenarios
         self.rng = fz.rng_for("hostile", idx)
         self.n = 0
+        self.port = 0
 
     def run(self):
         while not self.fz.done():
@@ -482,7 +484,9 @@ class Hostile:
     def login(self, params=None):
         p = hostile_params(self.rng) if params is None else params
         try:
-            return self.fz.pooler.raw_login(params=p, timeout=HOSTILE_TIMEOUT)
+            rc = self.fz.pooler.raw_login(params=p, timeout=HOSTILE_TIMEOUT)
+            self.port = rc.sock.getsockname()[1]
+            return rc
         except Exception as e:
             self.fz.fail("hostile login", "%r: %s" % (p, io_error(e)))
             raise OSError("login failed")
@@ -504,7 +508,7 @@ class Hostile:
         """A wrong answer to a hostile's own valid queries is a failure too."""
         self.fz.count("hostile queries checked")
         if err:
-            self.fz.fail("hostile " + kind, err)
+            self.fz.fail("hostile " + kind, "client port %d: %s" % (self.port, err))
 
     # -- scenarios --------------------------------------------------------
     def h_flip(self):
