@@ -277,6 +277,14 @@ class Fuzz:
         self.active = {}  # hostile thread index -> scenario running now
         self.recent = collections.deque(maxlen=40)  # (end time, scenario)
         self.side_threads = []
+        self.traces = collections.OrderedDict()  # hostile client port -> what it did
+
+    def trace(self, port, scenario):
+        with self.lock:
+            self.traces[port] = t = [scenario]
+            while len(self.traces) > 5000:
+                self.traces.popitem(last=False)
+        return t
 
     def rng_for(self, role, idx):
         return random.Random("%s/%s/%d" % (self.seed, role, idx))
@@ -472,7 +480,8 @@ class Hostile:
 
     def run(self):
         while not self.fz.done():
-            name = self.rng.choice(self.scenarios)
+            name = self.scenario = self.rng.choice(self.scenarios)
+            self.steps = []
             self.fz.enter(self.idx, name)
             try:
                 getattr(self, "h_" + name)()
@@ -486,6 +495,7 @@ class Hostile:
         try:
             rc = self.fz.pooler.raw_login(params=p, timeout=HOSTILE_TIMEOUT)
             self.port = rc.sock.getsockname()[1]
+            self.steps = self.fz.trace(self.port, "%s %r" % (self.scenario, p))
             return rc
         except Exception as e:
             self.fz.fail("hostile login", "%r: %s" % (p, io_error(e)))
@@ -495,8 +505,12 @@ class Hostile:
         self.n += 1
         return "tok_h%d_%d_%06x" % (self.idx, self.n, self.rng.getrandbits(24))
 
+    def note(self, what):
+        self.steps.append(what)
+
     def finish(self, rc):
         r = self.rng.random()
+        self.note(("terminate", "close", "reset")[(r >= 0.4) + (r >= 0.7)])
         if r < 0.4:
             rc.terminate()
         elif r < 0.7:
@@ -519,6 +533,7 @@ class Hostile:
         for _ in range(rng.randint(1, 4)):
             pos = rng.randrange(len(stream))
             stream[pos] = rng.randrange(256) if rng.random() < 0.3 else stream[pos] ^ (1 << rng.randrange(8))
+        self.note("stream %r" % bytes(stream[:300]))
         try:
             send_split(rc.sock, bytes(stream), rng, 0.05)
             drain(rc.sock, rng.uniform(0, 0.5))
@@ -535,6 +550,7 @@ class Hostile:
         steps = []
         for _ in range(rng.randint(1, 6)):
             steps += probe_steps(rng.choice(PROBE_KINDS), self.token(), rng)
+        self.note("%d steps" % len(steps))
         try:
             err = self.send_steps_split(rc, steps, want)
         except Exception as e:
@@ -588,6 +604,7 @@ class Hostile:
                 data += os.urandom(min(ln - len(body) - 4, rng.choice([10, 5000, 100000])))
             if rng.random() < 0.5:
                 data += m_query("SELECT 1")
+            self.note("type %r length %d, %d bytes sent" % (t, ln, len(data)))
             send_split(rc.sock, data, rng, 0.05)
             drain(rc.sock, rng.uniform(0, 0.6))
         finally:
@@ -618,17 +635,21 @@ class Hostile:
         good = b"".join(b"%d\tgood\n" % rng.randint(0, 1 << 30) for _ in range(rng.randint(0, 50)))
         if good:
             rc.send(m_copy_data(good))
+        self.note("CopyData %d good bytes" % len(good))
         if ok:
             return
         bad = b"not_an_int\tbad\n"
         if rng.random() < 0.5:
             bad += b"1\tx\n" * rng.randint(1, 65536)  # a big first CopyData, bad first row
         rc.send(m_copy_data(bad))
+        self.note("CopyData %d bytes, bad first row" % len(bad))
         if rng.random() < 0.7:
             time.sleep(rng.uniform(0, 0.3))  # let the server's ErrorResponse + 'Z' arrive
         for _ in range(rng.randint(0, 4)):
             size = rng.choice([10, 1000, 65536, 262144])
+            self.note("CopyData %d bytes, split" % size)
             send_split(rc.sock, m_copy_data(b"2\ty\n" * (size // 4)), rng, 0.1)
+        self.note("sent")
 
     def copy_end(self, rc, ok, want):
         """Finish the COPY; returns what is wrong with the answers, or None."""
@@ -636,6 +657,7 @@ class Hostile:
         end = rng.choice(["done", "fail", "query", "none"]) if not ok else "done"
         tail = {"done": M_COPY_DONE, "fail": m_copy_fail("hostile gives up"),
                 "query": b"", "none": b""}[end]
+        self.note("end: " + end)
         rc.send(tail)
         if end == "none" and rng.random() < 0.5:
             return None  # close with the COPY (maybe) still open
@@ -645,6 +667,7 @@ class Hostile:
             rc.send(probe[0][0])
         try:
             first = read_reply(rc)
+            self.note("answered %s" % "".join(t for t, _ in first))
         except Exception as e:
             return "after COPY (%s): %s" % (end, io_error(e))
         types = "".join(t for t, _ in first if t not in "SN")
@@ -672,6 +695,7 @@ class Hostile:
                 k = key if rng.random() < 0.9 else key ^ 1
                 delay = rng.uniform(0, 0.3)
                 self.fz.side_thread(lambda d=delay, k=k: self.cancel_later(host, port, pid, k, d))
+                self.note("cancel in %.3f s with %s key" % (delay, "own" if k == key else "wrong"))
                 if rng.random() < 0.5:
                     rc.send(m_query("SELECT pg_sleep(%.3f)" % rng.uniform(0, 0.3)))
                     read_reply(rc)
@@ -712,8 +736,10 @@ class Hostile:
             return
         rc = self.login()
         stream = b"".join(hostile_piece(rng) for _ in range(rng.randint(1, 3)))
+        cut = rng.randrange(1, len(stream))
+        self.note("%d of %r" % (cut, stream[:300]))
         try:
-            send_split(rc.sock, stream[:rng.randrange(1, len(stream))], rng, 0.05)
+            send_split(rc.sock, stream[:cut], rng, 0.05)
             time.sleep(rng.uniform(0, 0.3))
         finally:
             rc.close() if rng.random() < 0.5 else close_hard(rc.sock)
@@ -724,6 +750,7 @@ class Hostile:
         rc = self.login()
         try:
             how = rng.randrange(4)
+            self.note(("pipeline", "huge query", "Syncs", "garbage")[how])
             if how == 0:
                 self.flood_pipeline(rc, rng.randint(100, 2000), rng.random() < 0.7)
             elif how == 1:
@@ -774,13 +801,17 @@ class Hostile:
             for _ in range(rng.randint(1, 6)):
                 in_txn = rng.random() < 0.5
                 if in_txn:
+                    self.note("BEGIN")
                     rc.send(m_query("BEGIN"))
                     read_reply(rc)
                 for _ in range(rng.randint(1, 3)):
-                    rc.send(m_query(rng.choice(sets)()))
+                    sql = rng.choice(sets)()
+                    self.note(sql)
+                    rc.send(m_query(sql))
                     read_reply(rc)
                 if in_txn:
                     end = rng.choice(["COMMIT", "ROLLBACK", "SELECT 1/0", "abandon"])
+                    self.note(end)
                     if end == "abandon":
                         break
                     rc.send(m_query(end))
@@ -819,15 +850,18 @@ def pool_settled(con):
     return row if busy == 0 and len(clients) == 1 else None
 
 
-def leaks(p):
+def leaks(p, fz):
     """What SHOW POOLS / CLIENTS / SERVERS show left behind once every client is gone."""
     with au.console(p) as con:
         try:
             helpers.wait_for(lambda: pool_settled(con), 30, 0.2,
                              "SHOW POOLS: no active/waiting client or server")
         except AssertionError:
-            return "leaked clients or servers:\nPOOLS %r\nCLIENTS %r\nSERVERS %r" % (
-                au.show(con, "POOLS")[1], au.show(con, "CLIENTS")[1], au.show(con, "SERVERS")[1])
+            clients = au.rows_for(con, "CLIENTS", database="testdb")
+            traces = ["client port %s (closed by the test) did: %s"
+                      % (c["port"], fz.traces.get(c["port"], "?")) for c in clients]
+            return "leaked clients or servers:\nPOOLS %r\nCLIENTS %r\nSERVERS %r\n%s" % (
+                au.show(con, "POOLS")[1], clients, au.show(con, "SERVERS")[1], "\n".join(traces))
         servers = au.rows_for(con, "SERVERS", database="testdb")
         if len(servers) > POOL_SIZE or any(s["state"] not in ("idle", "used") for s in servers):
             return "servers after the run: %r" % servers
@@ -893,7 +927,7 @@ def test_isolation_fuzz(make_pooler, pg, fuzz_table, capsys):
     if not p.running():
         problems.append("sluice died during the fuzz run:\n" + p.output()[-3000:])
     else:
-        problems.append(leaks(p))
+        problems.append(leaks(p, fz))
         final_canaries(fz, profiles)
     problems = [x for x in problems if x]
     text = report(fz, pg, log_start, FUZZ_SECONDS)
