@@ -173,6 +173,8 @@ DEFAULTS = {"application_name": "", "DateStyle": SERVER_DATESTYLE}
 def param_mismatch(name, got, want):
     if want is None or got == want:
         return None
+    if got is None:
+        return "<no ParameterStatus> for %s, expected %r" % (name, want)
     cls = "param leak, default expected" if want == DEFAULTS[name] else "param leak"
     return "<%s> %s=%r, expected %r" % (cls, name, got, want)
 
