@@ -338,7 +338,7 @@ def guarded(fz, what, fn):
         try:
             fn()
         except BaseException:
-            fz.fail("worker crashed", "%s:\n%s" % (what, traceback.format_exc()))
+            fz.fail("worker crashed", "<python exception> %s:\n%s" % (what, traceback.format_exc()))
     return run
 
 
