@@ -22,7 +22,7 @@ TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration bench bench-transaction bench-idle format format-check clean distclean
+.PHONY: all check check-unit check-integration fuzz-isolation bench bench-transaction bench-idle format format-check clean distclean
 
 all: src/sluice
 
@@ -50,6 +50,11 @@ test/tools/%: test/tools/%.c
 
 check-integration: src/sluice $(TOOL_BINS)
 	$(PYTEST) -q test/integration $(PYTEST_ARGS)
+
+# the isolation fuzz test of the integration suite, run longer (60 s in check-integration)
+FUZZ_ISOLATION_SECONDS ?= 600
+fuzz-isolation: src/sluice
+	SLUICE_ISOFUZZ_SECONDS=$(FUZZ_ISOLATION_SECONDS) $(PYTEST) -q test/integration/test_isolation_fuzz.py $(PYTEST_ARGS)
 
 bench: src/sluice
 	bench/run.sh $(BENCH_ARGS)
