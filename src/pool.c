@@ -21,6 +21,7 @@
 
 #include "dns.h"
 #include "hosts.h"
+#include "iobuf.h"
 #include "listen.h"
 #include "log.h"
 #include "netutil.h"
@@ -234,12 +235,13 @@ enum pool_mode pool_effective_mode(const struct pool *pool)
 	return pool->core->cfg->pool_mode;
 }
 
+/* As PgBouncer: the [users] entry's, else the database's, else default_pool_size. */
 int pool_effective_size(const struct pool *pool)
 {
-	if (pool->db->pool_size >= 0)
-		return pool->db->pool_size;
 	if (pool->user->pool_size >= 0)
 		return pool->user->pool_size;
+	if (pool->db->pool_size >= 0)
+		return pool->db->pool_size;
 	return pool->core->cfg->default_pool_size;
 }
 
@@ -524,6 +526,10 @@ void pool_lease(struct conn *client)
 static void link_pair(struct conn *client, struct conn *server)
 {
 	struct pool *pool = client->pool;
+	/* a login's link only fetches the server's parameters and is given back at once
+	 * unless a request already waits: counted then, else with the request's own link */
+	bool counted =
+	    client->state != CL_WAIT_LOGIN || (client->rbuf && iobuf_unparsed(client->rbuf));
 	loop_timer_stop(client->core->loop, &client->timer);
 	client->link = server;
 	server->link = client;
@@ -531,7 +537,8 @@ static void link_pair(struct conn *client, struct conn *server)
 	server_set_state(server, SV_ACTIVE);
 	usec_t waited = loop_now(client->core->loop) - client->wait_start;
 	pool->stats.total.wait_time += waited;
-	pool->stats.total.server_assignments++;
+	if (counted)
+		pool->stats.total.server_assignments++;
 	stats_record(&pool->stats, STATS_WAIT, waited);
 	client->proto->client_linked(client);
 }
@@ -766,9 +773,13 @@ static void arm_reserve_timer(struct pool *pool)
 	loop_timer_start(l, &pool->reserve_timer, at - now, 0, reserve_due, pool);
 }
 
+/* What keeps a pool from opening a server: nothing, its own size, or a limit it
+ * shares with other pools (which may give up an idle server for it). */
+enum server_limit { LIMIT_NONE, LIMIT_POOL, LIMIT_DB, LIMIT_USER };
+
 /* for_waiters: a waiter needs the server (admin_pool_size and the reserve may apply);
  * otherwise it is for min_pool_size or a probe. */
-static bool server_limits_allow(const struct pool *pool, bool for_waiters)
+static enum server_limit server_limit_hit(const struct pool *pool, bool for_waiters)
 {
 	const struct database *db = pool->db;
 	const struct user *u = pool->user;
@@ -781,11 +792,45 @@ static bool server_limits_allow(const struct pool *pool, bool for_waiters)
 	if (for_waiters && reserve_open(pool))
 		size += pool_reserve_size(pool);
 	if (pool_total_servers(pool) >= size)
-		return false;
+		return LIMIT_POOL;
 	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections + extra)
-		return false;
+		return LIMIT_DB;
 	if (u->max_user_connections > 0 && u->n_servers >= u->max_user_connections + extra)
+		return LIMIT_USER;
+	return LIMIT_NONE;
+}
+
+static bool server_limits_allow(const struct pool *pool, bool for_waiters)
+{
+	return server_limit_hit(pool, for_waiters) == LIMIT_NONE;
+}
+
+/*
+ * A waiting pool is held back by max_db_connections or max_user_connections while
+ * other pools under the same limit keep idle servers: close the one idle longest, so
+ * the limit cannot starve a pool (PgBouncer's evict_connection). false: none to close.
+ */
+static bool evict_idle_server(struct pool *pool, enum server_limit limit)
+{
+	struct conn *oldest = NULL;
+	struct list *it, *s;
+	list_for_each(it, &pool->core->pools)
+	{
+		struct pool *p = list_entry(it, struct pool, node);
+		if (p == pool || (limit == LIMIT_DB ? p->db != pool->db : p->user != pool->user))
+			continue;
+		list_for_each(s, &p->servers[SV_IDLE])
+		{
+			struct conn *sv = list_entry(s, struct conn, node);
+			if (!oldest || sv->request_time < oldest->request_time)
+				oldest = sv;
+		}
+	}
+	if (!oldest)
 		return false;
+	server_close(oldest, limit == LIMIT_DB
+	                         ? "evicted: max_db_connections, another pool waits"
+	                         : "evicted: max_user_connections, another pool waits");
 	return true;
 }
 
@@ -889,7 +934,10 @@ static void pool_launch_servers(struct pool *pool)
 		if (connects_in_flight(pool) >= core->cfg->server_connect_concurrency ||
 		    login_backoff_active(pool))
 			return;
-		if (!server_limits_allow(pool, for_waiters)) {
+		enum server_limit hit = server_limit_hit(pool, for_waiters);
+		if (hit != LIMIT_NONE) {
+			if (for_waiters && hit != LIMIT_POOL && evict_idle_server(pool, hit))
+				continue;
 			if (for_waiters)
 				arm_reserve_timer(pool);
 			return;
