@@ -33,7 +33,9 @@ struct core {
 	struct list login_clients;
 	struct list listeners;
 	struct loop_timer janitor;
-	int n_clients; /* every client connection, logging in or not */
+	bool fd_short;              /* a pool waits for a descriptor (pool.c) */
+	struct loop_timer fd_retry; /* its connects are retried after a close */
+	int n_clients;              /* every client connection, logging in or not */
 	uint64_t next_id;
 	enum run_state run_state;
 	bool paused;         /* PAUSE: no server is handed out anywhere */

@@ -844,6 +844,11 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 
 /* pool_connect_socket(): no socket yet, the host name is being looked up */
 #define CONNECT_PENDING (-2)
+/* no socket: sluice is out of descriptors (EMFILE/ENFILE) */
+#define CONNECT_NO_FD (-3)
+
+static void fd_short_begin(struct pool *pool, const char *err);
+static void fd_short_end(struct pool *pool);
 
 /* A server connection around a connecting socket, counted in its pool; NULL (and the
  * socket closed) when the loop cannot watch it. */
@@ -881,6 +886,10 @@ static bool launch_one(struct pool *pool)
 	int fd = pool_connect_socket(pool, &addr, &host, err, sizeof(err));
 	if (fd == CONNECT_PENDING)
 		return false;
+	if (fd == CONNECT_NO_FD) {
+		fd_short_begin(pool, err); /* the waiters wait: see fd_short_begin */
+		return false;
+	}
 	if (fd < 0) {
 		log_warning("%s/%s: cannot connect to server: %s", pool->db->name, pool->user->name,
 		            err);
@@ -891,6 +900,7 @@ static bool launch_one(struct pool *pool)
 		snprintf(err, sizeof(err), "cannot watch socket");
 		goto fail;
 	}
+	fd_short_end(pool);
 	if (core->cfg->server_connect_timeout) /* 0: no limit */
 		loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
 		                 server_connect_expired, s);
@@ -951,6 +961,63 @@ static void pool_launch_servers(struct pool *pool)
 	}
 }
 
+/* --- out of descriptors --- */
+
+/*
+ * A server connect that finds sluice out of descriptors is no server failure: the
+ * pool is not marked down and its waiters keep waiting, for a server that frees up or
+ * until query_wait_timeout. The connect is tried again once a descriptor is given
+ * back (pool_fd_freed, after any connection closes) and by the janitor. Admission
+ * keeps descriptors back for servers (max_client_conn is capped against the limit at
+ * start-up), so this is the exception: the episode is logged once per pool.
+ */
+static void fd_short_begin(struct pool *pool, const char *err)
+{
+	struct core *core = pool->core;
+	core->fd_short = true;
+	if (pool->fd_short)
+		return;
+	pool->fd_short = true;
+	log_warning("%s/%s: cannot open a server connection: %s; %d waiting clients keep "
+	            "waiting until a descriptor is free",
+	            pool->db->name, pool->user->name, err, pool->n_waiting);
+}
+
+static void fd_short_end(struct pool *pool)
+{
+	if (!pool->fd_short)
+		return;
+	pool->fd_short = false;
+	log_info("%s/%s: server connections can be opened again", pool->db->name, pool->user->name);
+}
+
+static void fd_retry_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct core *core = arg;
+	struct list *it;
+	(void)l;
+	(void)t;
+	core->fd_short = false;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (!pool->fd_short)
+			continue;
+		if (unmet_demand(pool) <= 0 && !pool_below_min(pool)) {
+			fd_short_end(pool); /* nobody needs the server any more */
+			continue;
+		}
+		pool_launch_servers(pool); /* sets core->fd_short again if still short */
+	}
+}
+
+void pool_fd_freed(struct core *core)
+{
+	/* once per loop iteration, however many connections close in it */
+	if (core->fd_short && !loop_timer_armed(&core->fd_retry))
+		loop_timer_start(core->loop, &core->fd_retry, 0, 0, fd_retry_due, core);
+}
+
 /* server_login_retry is over for a down pool: try one login in the background, for
  * a pool that someone uses or keeps warm. */
 static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg)
@@ -999,14 +1066,15 @@ static void server_connected(struct conn *s)
 	s->proto->server_connected(s);
 }
 
-/* A non-blocking socket with connect() to addr under way; -1 with err. */
+/* A non-blocking socket with connect() to addr under way; -1 with err, or
+ * CONNECT_NO_FD when sluice is out of descriptors. */
 static int connect_addr(const struct config *cfg, const struct sockaddr_storage *addr, char *err,
                         size_t errlen)
 {
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
+		return errno == EMFILE || errno == ENFILE ? CONNECT_NO_FD : -1;
 	}
 	if (addr->ss_family != AF_UNIX)
 		net_tune_tcp(fd, cfg);
@@ -1037,6 +1105,8 @@ static int connect_host(struct pool *pool, size_t i, struct sockaddr_storage *ad
 		return -1;
 	}
 	int fd = connect_addr(cfg, addr, err, errlen);
+	if (fd == CONNECT_NO_FD)
+		return fd; /* sluice's shortage: nothing against the host */
 	if (fd < 0)
 		hosts_connect_error(pool, i, err);
 	else
@@ -1117,6 +1187,7 @@ void client_close(struct conn *c, const char *reason)
 	core->n_clients--;
 	conn_close_socket(c);
 	listen_reserve_return(c); /* a descriptor lent from the reserve is free again now */
+	pool_fd_freed(core);
 	loop_defer_free(core->loop, conn_destroy, c);
 	core_check_shutdown(core);
 }
@@ -1143,6 +1214,7 @@ void server_close(struct conn *s, const char *reason)
 		pool->n_probes--;
 	conn_close_socket(s);
 	loop_defer_free(core->loop, conn_destroy, s);
+	pool_fd_freed(core);
 	if (!list_empty(&pool->waiting))
 		pool_launch_servers(pool);
 	admin_poke(core);
@@ -1454,6 +1526,7 @@ void pool_free_all(struct core *core)
 		for (int st = 0; st < SV_JUSTFREE; st++)
 			close_list(&pool->servers[st], true);
 	}
+	loop_timer_stop(core->loop, &core->fd_retry);
 	while ((it = list_pop_head(&core->pools)) != NULL) {
 		struct pool *pool = list_entry(it, struct pool, node);
 		if (pool->pstate_free)

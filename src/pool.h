@@ -92,6 +92,7 @@ struct pool {
 	struct loop_timer retry_timer;
 	struct loop_timer reserve_timer; /* the head waiter reaches reserve_pool_timeout */
 	usec_t last_lifetime_close;      /* server_lifetime closes are spread out */
+	bool fd_short; /* a server connect found no descriptor; retried when one frees */
 	struct stats stats;
 };
 
@@ -156,6 +157,8 @@ void pool_free_all(struct core *core);
 
 /* Periodic work. */
 void pool_janitor(struct core *core);
+/* A descriptor was given back: server connects that found none are tried again. */
+void pool_fd_freed(struct core *core);
 /* Find the client that owns a cancel key (NULL if none). */
 struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key);
 

@@ -207,3 +207,78 @@ def _pipelined_first_query(p):
         return value
     finally:
         s.close()
+
+
+# ---------------------------------------------------------------------------
+# item 7: out of descriptors
+# ---------------------------------------------------------------------------
+
+NOFILE = 64
+
+
+def open_fds(p):
+    return len(os.listdir("/proc/%d/fd" % p.proc.pid))
+
+
+def fill_descriptors(p, n):
+    """n TCP connections that never send a startup packet: accepted, they hold the
+    pooler's descriptors until they close (client_login_timeout is long)."""
+    socks = [socket.create_connection((p.host, p.port), timeout=10) for _ in range(n)]
+    p.wait_log(r"accept\(\) on .*Too many open files")
+    helpers.wait_for(lambda: open_fds(p) >= NOFILE - 1, 10, 0.05, "every descriptor in use")
+    return socks
+
+
+@pytest.mark.sluice_only("PgBouncer fails the waiters when socket() runs out")
+@pytest.mark.hard_timeout(120)
+def test_emfile_burst_with_idle_server_present(make_pooler, pg):
+    p = limits_pooler(make_pooler, {
+        "default_pool_size": 4,
+        "max_client_conn": 1000,
+        "client_login_timeout": 120,
+        "query_wait_timeout": 60,
+    }, nofile=NOFILE)
+    au.warm_pool(p)  # one idle server
+    clients = [au.client(p) for _ in range(4)]
+    holder = au.client(p)
+    silent = fill_descriptors(p, NOFILE)
+    try:
+        # a burst that wants more servers than there are descriptors: the idle one
+        # serves every client in turn, nobody is failed
+        results = [None] * len(clients)
+        start = threading.Barrier(len(clients))
+
+        def run(i):
+            try:
+                start.wait(10)
+                results[i] = clients[i].execute("select pg_sleep(0.2), %d" % i).fetchone()[1]
+            except Exception as e:  # noqa: B902 - reported below
+                results[i] = e
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True)
+                   for i in range(len(clients))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+        assert results == list(range(len(clients))), results
+        p.wait_log(r"testdb/app: cannot open a server connection: socket: Too many open files")
+        assert "server connection failed" not in p.log()
+        assert backends(pg, "testdb") == 1
+
+        # with the only server held, a waiter gets a new one as soon as descriptors
+        # free up
+        holder.autocommit = False
+        holder.execute("select 1")
+        t, res = au.run_in_thread(lambda: clients[0].execute("select 2").fetchone()[0])
+        assert au.still_pending(t, res, 1.0), res
+    finally:
+        for s in silent:
+            s.close()
+    assert au.finished(t, res, 10), "the waiter was not served after descriptors freed up"
+    assert res["v"] == 2
+    p.wait_log(r"testdb/app: server connections can be opened again")
+    holder.execute("commit")
+    for c in clients + [holder]:
+        assert c.execute("select 3").fetchone()[0] == 3
+        c.close()
