@@ -33,9 +33,7 @@ struct core {
 	struct list login_clients;
 	struct list listeners;
 	struct loop_timer janitor;
-	bool fd_short;              /* a pool waits for a descriptor (pool.c) */
-	struct loop_timer fd_retry; /* its connects are retried after a close */
-	int n_clients;              /* every client connection, logging in or not */
+	int n_clients; /* every client connection, logging in or not */
 	uint64_t next_id;
 	enum run_state run_state;
 	bool paused;         /* PAUSE: no server is handed out anywhere */
@@ -54,6 +52,12 @@ struct core {
 	int n_admin_clients;
 	struct list admin_waits;
 	void (*admin_poke)(struct core *core); /* set when a command waits */
+	/* out of descriptors (pool.c): a pool waits for one, its connects are retried
+	 * after a close */
+	bool fd_short;
+	struct loop_timer fd_retry;
+	/* max_client_conn as the descriptor limit allows (main.c); 0: as configured */
+	int max_client_conn_cap;
 };
 
 /* Lower layers call this after anything that may let a shutdown finish. */

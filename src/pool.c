@@ -200,6 +200,12 @@ void pool_apply_config(struct core *core)
 	list_for_each(it, &core->users) user_fill(list_entry(it, struct user, node), core->cfg);
 }
 
+int pool_max_client_conn(const struct core *core)
+{
+	int cap = core->max_client_conn_cap;
+	return cap > 0 && cap < core->cfg->max_client_conn ? cap : core->cfg->max_client_conn;
+}
+
 /* --- pools --- */
 
 struct pool *pool_get(struct core *core, struct database *db, struct user *user)

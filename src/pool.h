@@ -120,6 +120,10 @@ usec_t pool_transaction_timeout(const struct pool *pool);
 /* For a logged-in client; the global value when it has no pool (console, login). */
 usec_t pool_client_idle_timeout(const struct conn *client);
 
+/* max_client_conn in effect: as configured, or less when the descriptor limit must
+ * keep room for servers (core->max_client_conn_cap). */
+int pool_max_client_conn(const struct core *core);
+
 /* Reconcile databases and users with a new config (reload). */
 void pool_apply_config(struct core *core);
 

@@ -282,3 +282,32 @@ def test_emfile_burst_with_idle_server_present(make_pooler, pg):
     for c in clients + [holder]:
         assert c.execute("select 3").fetchone()[0] == 3
         c.close()
+
+
+@pytest.mark.sluice_only("PgBouncer only warns about the descriptor limit")
+@pytest.mark.hard_timeout(120)
+def test_max_client_conn_capped_to_keep_descriptors_for_servers(make_pooler, pg):
+    pool_size = 4
+    p = limits_pooler(make_pooler, {"default_pool_size": pool_size, "max_client_conn": 1000},
+                      nofile=NOFILE)
+    cap = int(p.wait_log(r"max_client_conn 1000 capped to (\d+): the file descriptor "
+                         r"limit %d keeps \d+ back for server connections" % NOFILE).group(1))
+    assert pool_size <= cap < NOFILE
+    clients = []
+    try:
+        # clients admitted up to the limit are refused by max_client_conn before
+        # descriptors run out
+        with pytest.raises(psycopg.OperationalError) as ei:
+            for _ in range(NOFILE):
+                clients.append(au.client(p))
+        assert "no more connections allowed (max_client_conn)" in helpers.error_text(ei.value)
+        assert len(clients) == cap
+        # and a burst that needs every server of the pool still finds descriptors
+        for c in clients[:pool_size]:
+            c.autocommit = False
+            assert c.execute("select 1").fetchone()[0] == 1
+        assert backends(pg, "testdb") == pool_size
+        assert "Too many open files" not in p.log()
+    finally:
+        for c in clients:
+            c.close()
