@@ -311,3 +311,36 @@ def test_max_client_conn_capped_to_keep_descriptors_for_servers(make_pooler, pg)
     finally:
         for c in clients:
             c.close()
+
+
+def cpu_seconds(p):
+    with open("/proc/%d/stat" % p.proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.sluice_only("sluice's descriptor reserve")
+@pytest.mark.hard_timeout(60)
+def test_accept_out_of_descriptors_does_not_spin(make_pooler):
+    """Out of descriptors with clients still queued, the listener stops watching
+    the queue instead of failing accept() in a loop: the pooler stays idle."""
+    p = limits_pooler(make_pooler, {"client_login_timeout": 120}, nofile=NOFILE)
+    silent = fill_descriptors(p, 2 * NOFILE)  # half of them wait in the accept queue
+    try:
+        before = cpu_seconds(p)
+        threading.Event().wait(3)
+        used = cpu_seconds(p) - before
+        # a loop spinning on accept() burns its whole share of a core: seconds
+        assert used < 0.5, "%.2f s of CPU in 3 s while out of descriptors" % used
+        assert p.running()
+    finally:
+        for s in silent:
+            s.close()
+    helpers.wait_for(lambda: _login_ok(p), 10, 0.1, "a client gets in again")
+
+
+def _login_ok(p):
+    try:
+        return one_query(p, "app") == 1
+    except psycopg.OperationalError:
+        return False
