@@ -56,6 +56,8 @@ struct core {
 	 * after a close */
 	bool fd_short;
 	struct loop_timer fd_retry;
+	/* a server under a limit pools share went idle or closed: waiting pools look */
+	struct loop_timer limits_retry;
 	/* max_client_conn as the descriptor limit allows (main.c); 0: as configured */
 	int max_client_conn_cap;
 };

@@ -28,6 +28,7 @@
 #include "proto.h"
 
 static void pool_launch_servers(struct pool *pool);
+static void limits_wake(struct pool *pool);
 static void serve_waiters(struct pool *pool);
 static void pool_fast_close(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
@@ -649,6 +650,7 @@ static void server_available(struct conn *server, bool checked)
 		server->request_time = used;
 	conn_trim_buffers(server);
 	pool_launch_servers(pool); /* min_pool_size */
+	limits_wake(pool);         /* another pool may take it over */
 	admin_poke(core);
 }
 
@@ -1024,6 +1026,40 @@ void pool_fd_freed(struct core *core)
 		loop_timer_start(core->loop, &core->fd_retry, 0, 0, fd_retry_due, core);
 }
 
+/* --- limits shared by pools --- */
+
+static bool shares_limits(const struct pool *pool)
+{
+	return pool->db->max_db_connections > 0 || pool->user->max_user_connections > 0;
+}
+
+static void limits_retry_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct core *core = arg;
+	struct list *it;
+	(void)l;
+	(void)t;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (shares_limits(pool) && unmet_demand(pool) > 0)
+			pool_launch_servers(pool); /* may take over an idle server (evict) */
+	}
+}
+
+/*
+ * A server of a pool under max_db_connections or max_user_connections went idle or
+ * closed: pools waiting under the same limit may open one now (taking the idle one
+ * over), rather than at the janitor's next pass. Once per loop pass, after the
+ * callback that freed it, so no launch runs inside another's teardown.
+ */
+static void limits_wake(struct pool *pool)
+{
+	struct core *core = pool->core;
+	if (shares_limits(pool) && !loop_timer_armed(&core->limits_retry))
+		loop_timer_start(core->loop, &core->limits_retry, 0, 0, limits_retry_due, core);
+}
+
 /* server_login_retry is over for a down pool: try one login in the background, for
  * a pool that someone uses or keeps warm. */
 static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg)
@@ -1221,6 +1257,7 @@ void server_close(struct conn *s, const char *reason)
 	conn_close_socket(s);
 	loop_defer_free(core->loop, conn_destroy, s);
 	pool_fd_freed(core);
+	limits_wake(pool);
 	if (!list_empty(&pool->waiting))
 		pool_launch_servers(pool);
 	admin_poke(core);
@@ -1533,6 +1570,7 @@ void pool_free_all(struct core *core)
 			close_list(&pool->servers[st], true);
 	}
 	loop_timer_stop(core->loop, &core->fd_retry);
+	loop_timer_stop(core->loop, &core->limits_retry);
 	while ((it = list_pop_head(&core->pools)) != NULL) {
 		struct pool *pool = list_entry(it, struct pool, node);
 		if (pool->pstate_free)
