@@ -1115,8 +1115,9 @@ static int connect_addr(const struct config *cfg, const struct sockaddr_storage 
 {
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return errno == EMFILE || errno == ENFILE ? CONNECT_NO_FD : -1;
+		int e = errno;
+		snprintf(err, errlen, "socket: %s", strerror(e));
+		return e == EMFILE || e == ENFILE ? CONNECT_NO_FD : -1;
 	}
 	if (addr->ss_family != AF_UNIX)
 		net_tune_tcp(fd, cfg);

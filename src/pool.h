@@ -4,11 +4,14 @@
  * Leasing hands an idle server to a client (checked first when it idled for
  * server_check_delay) or queues the client and opens servers, one connect at a time,
  * within pool_size (plus the reserve for clients that waited reserve_pool_timeout),
- * max_db_connections and max_user_connections; releasing resets a server (through the
- * protocol module) before anyone else gets it. The janitor keeps min_pool_size, closes
- * idle and old servers and checks idle ones; a failed login marks the pool down and
- * backs off. Every client and server teardown goes through client_close()/
- * server_close() here, once, with a reason.
+ * max_db_connections and max_user_connections (a pool held back by one of these takes
+ * over the idle server of another pool under it, the one idle longest, so none
+ * starves); releasing resets a server (through the protocol module) before anyone
+ * else gets it. Out of descriptors, a connect leaves the waiters waiting and is tried
+ * again when one frees. The janitor keeps min_pool_size, closes idle and old servers
+ * and checks idle ones; a failed login marks the pool down and backs off. Every client
+ * and server teardown goes through client_close()/server_close() here, once, with a
+ * reason.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
