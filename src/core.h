@@ -54,6 +54,14 @@ struct core {
 	void (*admin_poke)(struct core *core); /* set when a command waits */
 	/* random at start: the SCRAM salts of users sluice cannot verify (scram_mock_secret) */
 	uint8_t scram_mock_key[32];
+	/* out of descriptors (pool.c): a pool waits for one, its connects are retried
+	 * after a close */
+	bool fd_short;
+	struct loop_timer fd_retry;
+	/* a server under a limit pools share went idle or closed: waiting pools look */
+	struct loop_timer limits_retry;
+	/* max_client_conn as the descriptor limit allows (main.c); 0: as configured */
+	int max_client_conn_cap;
 };
 
 /* Lower layers call this after anything that may let a shutdown finish. */

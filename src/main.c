@@ -151,6 +151,7 @@ static struct auth_file *load_auth(const struct config *cfg, bool *ok)
 }
 
 static const struct options *g_opts;
+static void recheck_client_cap(struct core *core);
 
 static bool reload_config(struct core *core, char *err, size_t errlen)
 {
@@ -176,6 +177,7 @@ static bool reload_config(struct core *core, char *err, size_t errlen)
 	if (!setup_logging(cfg, g_opts))
 		log_error("keeping the previous log targets");
 	pool_apply_config(core);
+	recheck_client_cap(core);
 	log_info("reload done");
 	return true;
 }
@@ -402,15 +404,28 @@ static void drop_privileges(const char *user)
 		fatal("cannot become user %s: %s", user, strerror(errno));
 }
 
+/* The largest pool_size a [users] entry sets (it wins over the database's); -1: none. */
+static int max_user_pool_size(const struct config *cfg)
+{
+	int max = -1;
+	for (size_t i = 0; i < cfg->n_users; i++)
+		if (cfg->users[i]->pool_size > max)
+			max = cfg->users[i]->pool_size;
+	return max;
+}
+
 /* Server connections the config allows at most, PgBouncer's way: per database its pool
  * (plus reserve) for each user that may log in, or once with a forced user. */
 static unsigned long long max_servers(const struct config *cfg, const struct auth_file *af)
 {
 	unsigned long long total = 0;
 	unsigned long long users = af && af->n_users ? af->n_users : 1;
+	int user_size = max_user_pool_size(cfg);
 	for (size_t i = 0; i < cfg->n_dbs; i++) {
 		const struct db_entry *e = cfg->dbs[i];
 		int size = e->pool_size >= 0 ? e->pool_size : cfg->default_pool_size;
+		if (user_size > size)
+			size = user_size;
 		int reserve =
 		    e->reserve_pool_size >= 0 ? e->reserve_pool_size : cfg->reserve_pool_size;
 		int cap =
@@ -424,15 +439,57 @@ static unsigned long long max_servers(const struct config *cfg, const struct aut
 	return total;
 }
 
-/* The descriptor limit against what the config may need: the soft limit is raised up
- * to the hard one when it is short, and a limit still short is warned about. Past it,
- * new clients are refused with "too many connections" (listen.c). */
-static void check_fd_limit(const struct config *cfg, const struct auth_file *af)
+/* listeners, epoll, signalfd, log, metrics, cancels in flight: a generous guess */
+#define OWN_FDS (LISTEN_RESERVE_FDS + 16)
+
+/*
+ * The clients admission lets in, so that the servers the pools may open still find
+ * descriptors (a server connect out of them leaves its waiters waiting, pool.c): the
+ * limit less the servers and sluice's own, as PgBouncer reckons. A config whose
+ * servers would leave clients less than half of the rest still gets that half.
+ * 0: max_client_conn fits.
+ */
+static int client_fd_cap(const struct config *cfg, const struct auth_file *af,
+                         const struct rlimit *rl)
 {
-	struct rlimit rl;
 	unsigned long long servers = max_servers(cfg, af);
-	/* listeners, epoll, signalfd, log, metrics, cancels in flight: a generous guess */
-	unsigned long long own = LISTEN_RESERVE_FDS + 16;
+	if (rl->rlim_cur == RLIM_INFINITY)
+		return 0;
+	unsigned long long lim = rl->rlim_cur, own = OWN_FDS;
+	unsigned long long rest = lim > own ? lim - own : 1;
+	unsigned long long room = rest > servers ? rest - servers : 0;
+	if (room < rest / 2)
+		room = rest / 2 ? rest / 2 : 1;
+	return room < (unsigned long long)cfg->max_client_conn ? (int)room : 0;
+}
+
+/* Applies the cap to core (start-up and reload); logged when it changes. */
+static void apply_client_cap(struct core *core, const struct rlimit *rl)
+{
+	int cap = client_fd_cap(core->cfg, core->auth, rl);
+	if (cap == core->max_client_conn_cap)
+		return;
+	core->max_client_conn_cap = cap;
+	if (cap)
+		log_warning("max_client_conn %d capped to %d: the file descriptor limit %llu keeps "
+		            "%llu back for server connections and %d for sluice's own",
+		            core->cfg->max_client_conn, cap, (unsigned long long)rl->rlim_cur,
+		            max_servers(core->cfg, core->auth), OWN_FDS);
+	else
+		log_info("max_client_conn %d fits the file descriptor limit again",
+		         core->cfg->max_client_conn);
+}
+
+/* The descriptor limit against what the config may need: the soft limit is raised up
+ * to the hard one when it is short, and a limit still short is warned about and caps
+ * max_client_conn. Past it, new clients are refused with "too many connections"
+ * (listen.c). */
+static void check_fd_limit(struct core *core)
+{
+	const struct config *cfg = core->cfg;
+	struct rlimit rl;
+	unsigned long long servers = max_servers(cfg, core->auth);
+	unsigned long long own = OWN_FDS;
 	unsigned long long need = (unsigned long long)cfg->max_client_conn +
 	                          (unsigned long long)cfg->admin_max_client_conn + servers + own;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
@@ -459,11 +516,20 @@ static void check_fd_limit(const struct config *cfg, const struct auth_file *af)
 		    "past it new clients are refused with \"too many connections\"; raise "
 		    "it (ulimit -n, LimitNOFILE=) or lower max_client_conn or the pool sizes",
 		    (unsigned long long)rl.rlim_cur, need);
+	apply_client_cap(core, &rl);
 }
 
-static void log_limits(const struct config *cfg, const struct auth_file *af)
+/* After a reload: max_client_conn and the pool sizes may have changed. */
+static void recheck_client_cap(struct core *core)
 {
-	check_fd_limit(cfg, af);
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		apply_client_cap(core, &rl);
+}
+
+static void log_limits(struct core *core)
+{
+	check_fd_limit(core);
 	if (geteuid() == 0)
 		log_warning("running as root; use -u or a service user in production");
 }
@@ -570,7 +636,7 @@ int main(int argc, char **argv)
 	if (opts.user)
 		drop_privileges(opts.user);
 	log_info("sluice %s started", SLUICE_VERSION);
-	log_limits(core.cfg, core.auth);
+	log_limits(&core);
 	loop_set_before_sleep(core.loop, before_sleep, &core);
 	loop_timer_start(core.loop, &core.janitor, USEC_PER_SEC, USEC_PER_SEC, janitor_tick, &core);
 	loop_run(core.loop);

@@ -288,7 +288,7 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		return;
 	}
 	/* console connections count apart: a client storm cannot lock operators out */
-	if (core->n_clients - core->n_admin_clients > core->cfg->max_client_conn) {
+	if (core->n_clients - core->n_admin_clients > pool_max_client_conn(core)) {
 		login_fail(c, "53300", "no more connections allowed (max_client_conn)");
 		return;
 	}

@@ -21,12 +21,14 @@
 
 #include "dns.h"
 #include "hosts.h"
+#include "iobuf.h"
 #include "listen.h"
 #include "log.h"
 #include "netutil.h"
 #include "proto.h"
 
 static void pool_launch_servers(struct pool *pool);
+static void limits_wake(struct pool *pool);
 static void serve_waiters(struct pool *pool);
 static void pool_fast_close(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
@@ -199,6 +201,12 @@ void pool_apply_config(struct core *core)
 	list_for_each(it, &core->users) user_fill(list_entry(it, struct user, node), core->cfg);
 }
 
+int pool_max_client_conn(const struct core *core)
+{
+	int cap = core->max_client_conn_cap;
+	return cap > 0 && cap < core->cfg->max_client_conn ? cap : core->cfg->max_client_conn;
+}
+
 /* --- pools --- */
 
 struct pool *pool_get(struct core *core, struct database *db, struct user *user)
@@ -234,12 +242,13 @@ enum pool_mode pool_effective_mode(const struct pool *pool)
 	return pool->core->cfg->pool_mode;
 }
 
+/* As PgBouncer: the [users] entry's, else the database's, else default_pool_size. */
 int pool_effective_size(const struct pool *pool)
 {
-	if (pool->db->pool_size >= 0)
-		return pool->db->pool_size;
 	if (pool->user->pool_size >= 0)
 		return pool->user->pool_size;
+	if (pool->db->pool_size >= 0)
+		return pool->db->pool_size;
 	return pool->core->cfg->default_pool_size;
 }
 
@@ -524,6 +533,10 @@ void pool_lease(struct conn *client)
 static void link_pair(struct conn *client, struct conn *server)
 {
 	struct pool *pool = client->pool;
+	/* a login's link only fetches the server's parameters and is given back at once
+	 * unless a request already waits: counted then, else with the request's own link */
+	bool counted =
+	    client->state != CL_WAIT_LOGIN || (client->rbuf && iobuf_unparsed(client->rbuf));
 	loop_timer_stop(client->core->loop, &client->timer);
 	client->link = server;
 	server->link = client;
@@ -531,7 +544,8 @@ static void link_pair(struct conn *client, struct conn *server)
 	server_set_state(server, SV_ACTIVE);
 	usec_t waited = loop_now(client->core->loop) - client->wait_start;
 	pool->stats.total.wait_time += waited;
-	pool->stats.total.server_assignments++;
+	if (counted)
+		pool->stats.total.server_assignments++;
 	stats_record(&pool->stats, STATS_WAIT, waited);
 	client->proto->client_linked(client);
 }
@@ -636,6 +650,7 @@ static void server_available(struct conn *server, bool checked)
 		server->request_time = used;
 	conn_trim_buffers(server);
 	pool_launch_servers(pool); /* min_pool_size */
+	limits_wake(pool);         /* another pool may take it over */
 	admin_poke(core);
 }
 
@@ -766,9 +781,13 @@ static void arm_reserve_timer(struct pool *pool)
 	loop_timer_start(l, &pool->reserve_timer, at - now, 0, reserve_due, pool);
 }
 
+/* What keeps a pool from opening a server: nothing, its own size, or a limit it
+ * shares with other pools (which may give up an idle server for it). */
+enum server_limit { LIMIT_NONE, LIMIT_POOL, LIMIT_DB, LIMIT_USER };
+
 /* for_waiters: a waiter needs the server (admin_pool_size and the reserve may apply);
  * otherwise it is for min_pool_size or a probe. */
-static bool server_limits_allow(const struct pool *pool, bool for_waiters)
+static enum server_limit server_limit_hit(const struct pool *pool, bool for_waiters)
 {
 	const struct database *db = pool->db;
 	const struct user *u = pool->user;
@@ -781,11 +800,45 @@ static bool server_limits_allow(const struct pool *pool, bool for_waiters)
 	if (for_waiters && reserve_open(pool))
 		size += pool_reserve_size(pool);
 	if (pool_total_servers(pool) >= size)
-		return false;
+		return LIMIT_POOL;
 	if (db->max_db_connections > 0 && db->n_servers >= db->max_db_connections + extra)
-		return false;
+		return LIMIT_DB;
 	if (u->max_user_connections > 0 && u->n_servers >= u->max_user_connections + extra)
+		return LIMIT_USER;
+	return LIMIT_NONE;
+}
+
+static bool server_limits_allow(const struct pool *pool, bool for_waiters)
+{
+	return server_limit_hit(pool, for_waiters) == LIMIT_NONE;
+}
+
+/*
+ * A waiting pool is held back by max_db_connections or max_user_connections while
+ * other pools under the same limit keep idle servers: close the one idle longest, so
+ * the limit cannot starve a pool (PgBouncer's evict_connection). false: none to close.
+ */
+static bool evict_idle_server(struct pool *pool, enum server_limit limit)
+{
+	struct conn *oldest = NULL;
+	struct list *it, *s;
+	list_for_each(it, &pool->core->pools)
+	{
+		struct pool *p = list_entry(it, struct pool, node);
+		if (p == pool || (limit == LIMIT_DB ? p->db != pool->db : p->user != pool->user))
+			continue;
+		list_for_each(s, &p->servers[SV_IDLE])
+		{
+			struct conn *sv = list_entry(s, struct conn, node);
+			if (!oldest || sv->request_time < oldest->request_time)
+				oldest = sv;
+		}
+	}
+	if (!oldest)
 		return false;
+	server_close(oldest, limit == LIMIT_DB
+	                         ? "evicted: max_db_connections, another pool waits"
+	                         : "evicted: max_user_connections, another pool waits");
 	return true;
 }
 
@@ -799,6 +852,11 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 
 /* pool_connect_socket(): no socket yet, the host name is being looked up */
 #define CONNECT_PENDING (-2)
+/* no socket: sluice is out of descriptors (EMFILE/ENFILE) */
+#define CONNECT_NO_FD (-3)
+
+static void fd_short_begin(struct pool *pool, const char *err);
+static void fd_short_end(struct pool *pool);
 
 /* A server connection around a connecting socket, counted in its pool; NULL (and the
  * socket closed) when the loop cannot watch it. */
@@ -836,6 +894,10 @@ static bool launch_one(struct pool *pool)
 	int fd = pool_connect_socket(pool, &addr, &host, err, sizeof(err));
 	if (fd == CONNECT_PENDING)
 		return false;
+	if (fd == CONNECT_NO_FD) {
+		fd_short_begin(pool, err); /* the waiters wait: see fd_short_begin */
+		return false;
+	}
 	if (fd < 0) {
 		log_warning("%s/%s: cannot connect to server: %s", pool->db->name, pool->user->name,
 		            err);
@@ -846,6 +908,7 @@ static bool launch_one(struct pool *pool)
 		snprintf(err, sizeof(err), "cannot watch socket");
 		goto fail;
 	}
+	fd_short_end(pool);
 	if (core->cfg->server_connect_timeout) /* 0: no limit */
 		loop_timer_start(core->loop, &s->timer, core->cfg->server_connect_timeout, 0,
 		                 server_connect_expired, s);
@@ -889,7 +952,10 @@ static void pool_launch_servers(struct pool *pool)
 		if (connects_in_flight(pool) >= core->cfg->server_connect_concurrency ||
 		    login_backoff_active(pool))
 			return;
-		if (!server_limits_allow(pool, for_waiters)) {
+		enum server_limit hit = server_limit_hit(pool, for_waiters);
+		if (hit != LIMIT_NONE) {
+			if (for_waiters && hit != LIMIT_POOL && evict_idle_server(pool, hit))
+				continue;
 			if (for_waiters)
 				arm_reserve_timer(pool);
 			return;
@@ -901,6 +967,97 @@ static void pool_launch_servers(struct pool *pool)
 		if (!launch_one(pool))
 			return;
 	}
+}
+
+/* --- out of descriptors --- */
+
+/*
+ * A server connect that finds sluice out of descriptors is no server failure: the
+ * pool is not marked down and its waiters keep waiting, for a server that frees up or
+ * until query_wait_timeout. The connect is tried again once a descriptor is given
+ * back (pool_fd_freed, after any connection closes) and by the janitor. Admission
+ * keeps descriptors back for servers (max_client_conn is capped against the limit at
+ * start-up), so this is the exception: the episode is logged once per pool.
+ */
+static void fd_short_begin(struct pool *pool, const char *err)
+{
+	struct core *core = pool->core;
+	core->fd_short = true;
+	if (pool->fd_short)
+		return;
+	pool->fd_short = true;
+	log_warning("%s/%s: cannot open a server connection: %s; %d waiting clients keep "
+	            "waiting until a descriptor is free",
+	            pool->db->name, pool->user->name, err, pool->n_waiting);
+}
+
+static void fd_short_end(struct pool *pool)
+{
+	if (!pool->fd_short)
+		return;
+	pool->fd_short = false;
+	log_info("%s/%s: server connections can be opened again", pool->db->name, pool->user->name);
+}
+
+static void fd_retry_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct core *core = arg;
+	struct list *it;
+	(void)l;
+	(void)t;
+	core->fd_short = false;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (!pool->fd_short)
+			continue;
+		if (unmet_demand(pool) <= 0 && !pool_below_min(pool)) {
+			fd_short_end(pool); /* nobody needs the server any more */
+			continue;
+		}
+		pool_launch_servers(pool); /* sets core->fd_short again if still short */
+	}
+}
+
+void pool_fd_freed(struct core *core)
+{
+	/* once per loop iteration, however many connections close in it */
+	if (core->fd_short && !loop_timer_armed(&core->fd_retry))
+		loop_timer_start(core->loop, &core->fd_retry, 0, 0, fd_retry_due, core);
+}
+
+/* --- limits shared by pools --- */
+
+static bool shares_limits(const struct pool *pool)
+{
+	return pool->db->max_db_connections > 0 || pool->user->max_user_connections > 0;
+}
+
+static void limits_retry_due(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct core *core = arg;
+	struct list *it;
+	(void)l;
+	(void)t;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		if (shares_limits(pool) && unmet_demand(pool) > 0)
+			pool_launch_servers(pool); /* may take over an idle server (evict) */
+	}
+}
+
+/*
+ * A server of a pool under max_db_connections or max_user_connections went idle or
+ * closed: pools waiting under the same limit may open one now (taking the idle one
+ * over), rather than at the janitor's next pass. Once per loop pass, after the
+ * callback that freed it, so no launch runs inside another's teardown.
+ */
+static void limits_wake(struct pool *pool)
+{
+	struct core *core = pool->core;
+	if (shares_limits(pool) && !loop_timer_armed(&core->limits_retry))
+		loop_timer_start(core->loop, &core->limits_retry, 0, 0, limits_retry_due, core);
 }
 
 /* server_login_retry is over for a down pool: try one login in the background, for
@@ -951,14 +1108,16 @@ static void server_connected(struct conn *s)
 	s->proto->server_connected(s);
 }
 
-/* A non-blocking socket with connect() to addr under way; -1 with err. */
+/* A non-blocking socket with connect() to addr under way; -1 with err, or
+ * CONNECT_NO_FD when sluice is out of descriptors. */
 static int connect_addr(const struct config *cfg, const struct sockaddr_storage *addr, char *err,
                         size_t errlen)
 {
 	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		snprintf(err, errlen, "socket: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		snprintf(err, errlen, "socket: %s", strerror(e));
+		return e == EMFILE || e == ENFILE ? CONNECT_NO_FD : -1;
 	}
 	if (addr->ss_family != AF_UNIX)
 		net_tune_tcp(fd, cfg);
@@ -989,6 +1148,8 @@ static int connect_host(struct pool *pool, size_t i, struct sockaddr_storage *ad
 		return -1;
 	}
 	int fd = connect_addr(cfg, addr, err, errlen);
+	if (fd == CONNECT_NO_FD)
+		return fd; /* sluice's shortage: nothing against the host */
 	if (fd < 0)
 		hosts_connect_error(pool, i, err);
 	else
@@ -1069,6 +1230,7 @@ void client_close(struct conn *c, const char *reason)
 	core->n_clients--;
 	conn_close_socket(c);
 	listen_reserve_return(c); /* a descriptor lent from the reserve is free again now */
+	pool_fd_freed(core);
 	loop_defer_free(core->loop, conn_destroy, c);
 	core_check_shutdown(core);
 }
@@ -1095,6 +1257,8 @@ void server_close(struct conn *s, const char *reason)
 		pool->n_probes--;
 	conn_close_socket(s);
 	loop_defer_free(core->loop, conn_destroy, s);
+	pool_fd_freed(core);
+	limits_wake(pool);
 	if (!list_empty(&pool->waiting))
 		pool_launch_servers(pool);
 	admin_poke(core);
@@ -1406,6 +1570,8 @@ void pool_free_all(struct core *core)
 		for (int st = 0; st < SV_JUSTFREE; st++)
 			close_list(&pool->servers[st], true);
 	}
+	loop_timer_stop(core->loop, &core->fd_retry);
+	loop_timer_stop(core->loop, &core->limits_retry);
 	while ((it = list_pop_head(&core->pools)) != NULL) {
 		struct pool *pool = list_entry(it, struct pool, node);
 		if (pool->pstate_free)

@@ -4,11 +4,14 @@
  * Leasing hands an idle server to a client (checked first when it idled for
  * server_check_delay) or queues the client and opens servers, one connect at a time,
  * within pool_size (plus the reserve for clients that waited reserve_pool_timeout),
- * max_db_connections and max_user_connections; releasing resets a server (through the
- * protocol module) before anyone else gets it. The janitor keeps min_pool_size, closes
- * idle and old servers and checks idle ones; a failed login marks the pool down and
- * backs off. Every client and server teardown goes through client_close()/
- * server_close() here, once, with a reason.
+ * max_db_connections and max_user_connections (a pool held back by one of these takes
+ * over the idle server of another pool under it, the one idle longest, so none
+ * starves); releasing resets a server (through the protocol module) before anyone
+ * else gets it. Out of descriptors, a connect leaves the waiters waiting and is tried
+ * again when one frees. The janitor keeps min_pool_size, closes idle and old servers
+ * and checks idle ones; a failed login marks the pool down and backs off. Every client
+ * and server teardown goes through client_close()/server_close() here, once, with a
+ * reason.
  */
 #ifndef SLUICE_POOL_H
 #define SLUICE_POOL_H
@@ -92,6 +95,7 @@ struct pool {
 	struct loop_timer retry_timer;
 	struct loop_timer reserve_timer; /* the head waiter reaches reserve_pool_timeout */
 	usec_t last_lifetime_close;      /* server_lifetime closes are spread out */
+	bool fd_short; /* a server connect found no descriptor; retried when one frees */
 	struct stats stats;
 };
 
@@ -118,6 +122,10 @@ usec_t pool_idle_transaction_timeout(const struct pool *pool);
 usec_t pool_transaction_timeout(const struct pool *pool);
 /* For a logged-in client; the global value when it has no pool (console, login). */
 usec_t pool_client_idle_timeout(const struct conn *client);
+
+/* max_client_conn in effect: as configured, or less when the descriptor limit must
+ * keep room for servers (core->max_client_conn_cap). */
+int pool_max_client_conn(const struct core *core);
 
 /* Reconcile databases and users with a new config (reload). */
 void pool_apply_config(struct core *core);
@@ -156,6 +164,8 @@ void pool_free_all(struct core *core);
 
 /* Periodic work. */
 void pool_janitor(struct core *core);
+/* A descriptor was given back: server connects that found none are tried again. */
+void pool_fd_freed(struct core *core);
 /* Find the client that owns a cancel key (NULL if none). */
 struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key);
 

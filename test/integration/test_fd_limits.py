@@ -5,6 +5,12 @@ must leave it alive: existing clients keep working, the admin console still answ
 (from the descriptor reserve), and every new client past the limit is answered at
 once with "too many connections" (SQLSTATE 53300) and a close instead of waiting in
 the accept queue.  After the storm everything recovers.
+
+max_client_conn is capped against the limit at start-up (issue 9 item 7), so that
+servers still find descriptors: a storm of clients that log in is refused by
+max_client_conn ("no more connections allowed") before descriptors run out.  The
+tests then take the remaining descriptors with connections that send nothing
+(fill_to_limit), so that the reserve's refusals and console logins are exercised.
 """
 
 import os
@@ -24,6 +30,7 @@ pytestmark = pytest.mark.sluice_only("PgBouncer leaves clients past the descript
 
 NOFILE = 64
 REFUSED_TEXT = "too many connections"
+CAPPED_TEXT = "no more connections allowed (max_client_conn)"
 RESERVE_FDS = 12  # LISTEN_RESERVE_FDS in src/listen.h
 RESERVE_CONSOLES = 4  # console logins that may keep a reserved descriptor
 ANSWER_TIMEOUT = 15  # a bound for a broken pooler, far below client_login_timeout
@@ -95,9 +102,29 @@ def storm(p, n):
     return kept, refused
 
 
-def assert_refused(fields):
+def assert_refused(fields, capped=False):
+    """capped: refused by the max_client_conn cap is as good (a storm of logins)."""
     assert fields.get("C") == "53300", fields
-    assert REFUSED_TEXT in fields.get("M", ""), fields
+    msg = fields.get("M", "")
+    assert REFUSED_TEXT in msg or (capped and CAPPED_TEXT in msg), fields
+
+
+def fill_to_limit(p):
+    """Connections that send nothing, one per descriptor the pooler has left, so
+    that the next client finds it out of descriptors (client_login_timeout is long,
+    so they stay).  Exactly as many as are free: none waits in the accept queue."""
+    socks = []
+    for _ in range(20):  # refused clients may still be giving theirs back: again
+        have = open_fds(p)
+        if have >= NOFILE:
+            return socks
+        socks += [socket.create_connection((p.host, p.port), timeout=ANSWER_TIMEOUT)
+                  for _ in range(NOFILE - have)]
+        try:
+            helpers.wait_for(lambda: open_fds(p) >= NOFILE, 1, 0.05)
+        except AssertionError:
+            pass
+    raise AssertionError("the pooler holds %d descriptors, not %d" % (open_fds(p), NOFILE))
 
 
 def close_all(socks):
@@ -157,14 +184,21 @@ def test_storm_past_descriptor_limit(make_pooler):
         assert c.execute("select 1").fetchone()[0] == 1
 
     kept, refused = storm(p, 3 * NOFILE)
+    fill = fill_to_limit(p)
     try:
         # the limit was reached: some logged in, the rest were answered and closed
         assert kept, "no storm client got in"
         assert len(refused) >= NOFILE, "only %d refused" % len(refused)
         for f in refused:
-            assert_refused(f)
+            assert_refused(f, capped=True)
+        p.wait_log(r"max_client_conn 1000 capped to \d+")
         # at the limit, with the reserve whole again (the refused gave theirs back)
         assert NOFILE - 2 <= open_fds(p) <= NOFILE
+        s = send_startup(p)
+        kind, fields = read_answer(s)
+        s.close()
+        assert kind == "error"
+        assert_refused(fields)
         p.wait_log(r"accept\(\) on .*Too many open files: refusing new clients")
 
         # existing clients still work, in and out of a transaction
@@ -222,6 +256,7 @@ def test_storm_past_descriptor_limit(make_pooler):
         assert p.running()
     finally:
         close_all(kept)
+        close_all(fill)
 
     # after the storm: new clients get in again, and the episode's end is logged
     helpers.wait_for(lambda: _client_ok(p), 10, 0.1, "an ordinary client gets in again")
@@ -263,6 +298,7 @@ def test_console_keeps_reserved_descriptor(make_pooler):
     clients leave, and its descriptor returns to the reserve when it closes."""
     p = make_pooler(settings=settings(), nofile=NOFILE)
     kept, refused = storm(p, 2 * NOFILE)
+    fill = fill_to_limit(p)
     cons = []
     try:
         assert refused
@@ -282,6 +318,7 @@ def test_console_keeps_reserved_descriptor(make_pooler):
         cons.append(admin_util.console(p))
     finally:
         close_all(kept)
+        close_all(fill)
     for con in cons:
         admin_util.show(con, "LISTS")
         con.close()
@@ -291,7 +328,7 @@ def test_console_keeps_reserved_descriptor(make_pooler):
     try:
         assert refused
         for f in refused:
-            assert_refused(f)
+            assert_refused(f, capped=True)
         assert _console_ok(p)
     finally:
         close_all(kept)
