@@ -155,11 +155,12 @@ static void show_pools(struct core *core, struct conn *c, const struct admin_wri
 		r_str(&r, p->user->name);
 		r_int(&r, p->n_active + p->n_idle);
 		r_int(&r, p->n_waiting);
-		r_int(&r, 0);
-		r_int(&r, 0);
+		r_int(&r, p->n_cancel_active);  /* written, waiting for the server's close */
+		r_int(&r, p->n_cancel_waiting); /* not yet written */
 		r_int(&r, p->n_servers[SV_ACTIVE]);
-		r_int(&r, 0);
-		r_int(&r, 0);
+		/* sluice's cancel connections are not pool servers: each one open counts */
+		r_int(&r, p->n_cancel_active + p->n_cancel_waiting);
+		r_int(&r, p->n_servers[SV_BEING_CANCELED]);
 		r_int(&r, p->n_servers[SV_IDLE]);
 		r_int(&r, p->n_servers[SV_USED]);
 		r_int(&r, p->n_servers[SV_TESTED]);
