@@ -433,6 +433,8 @@ static const char *server_state_reason(const struct conn *s)
 		return "session"; /* session pooling pins it to its client */
 	case SV_TESTED:
 		return "reset";
+	case SV_BEING_CANCELED:
+		return "cancel_in_flight"; /* kept from reuse until its cancel is over */
 	case SV_CONNECTING:
 	case SV_LOGIN:
 		return "login";

@@ -26,9 +26,8 @@ static struct list flush_list = LIST_INIT(flush_list);
 
 static const char *const client_state_names[] = {"login",   "wait_login", "idle",
                                                  "waiting", "active",     "justfree"};
-static const char *const server_state_names[] = {"new",    "login",          "idle",    "active",
-                                                 "used",   "tested",         "being_canceled",
-                                                 "justfree"};
+static const char *const server_state_names[] = {"new",  "login",  "idle",           "active",
+                                                 "used", "tested", "being_canceled", "justfree"};
 
 const char *client_state_name(enum client_state s)
 {

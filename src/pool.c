@@ -417,9 +417,8 @@ static int connects_in_flight(const struct pool *pool)
 
 static int unmet_demand(const struct pool *pool)
 {
-	return pool->n_waiting -
-	       (connects_in_flight(pool) + pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED] +
-	        pool->n_servers[SV_BEING_CANCELED]);
+	return pool->n_waiting - (connects_in_flight(pool) + pool->n_servers[SV_USED] +
+	                          pool->n_servers[SV_TESTED] + pool->n_servers[SV_BEING_CANCELED]);
 }
 
 /* --- health checks (server_check_query) --- */

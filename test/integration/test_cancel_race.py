@@ -44,15 +44,19 @@ def wait_pool(con, what, **want):
     return helpers.wait_for(ok, 15, 0.002, what)
 
 
-def until_ready(c):
-    """Read c's messages to ReadyForQuery; the SQLSTATEs of the errors seen."""
+def until_ready_status(c):
+    """Read c's messages to ReadyForQuery: (SQLSTATEs of the errors seen, its status)."""
     errors = []
     while True:
         t, payload = c.recv_msg()
         if t == "E":
             errors.append(pgproto.parse_error_fields(payload).get("C"))
         if t == "Z":
-            return errors
+            return errors, payload[:1]
+
+
+def until_ready(c):
+    return until_ready_status(c)[0]
 
 
 def wait_sleeping(pg, n=1):
@@ -84,7 +88,10 @@ def test_cancel_at_transaction_end_spares_next_client(make_pooler, pg):
             pgproto.cancel_request(p.host, p.port, pid, key)
             c1.send_msg("Q", b"commit\0")
             until_ready(c1)  # the sleep: done or cancelled, both are client 1's
-            until_ready(c1)  # its commit (a rollback if the sleep was cancelled)
+            # its commit (a rollback if the sleep was cancelled); a cancelled commit
+            # leaves the transaction failed, to be rolled back
+            if until_ready_status(c1)[1] != b"I":
+                assert until_ready_query(c1, "rollback") == []
             if until_ready(c2):
                 hit.append(i)
     assert not hit, "client 2 got client 1's cancel in %d of 200 rounds: %r" % (len(hit), hit[:20])
