@@ -76,7 +76,8 @@ struct conn {
 	char *user_name;                 /* client: login user */
 	uint32_t cancel_pid, cancel_key; /* client: handed out; server: from BackendKeyData */
 	int host_idx;                    /* server: which of its database's hosts; -1 unknown */
-	struct list cancels;             /* server: cancel requests in flight for it (pool.h) */
+	struct list cancels; /* cancel requests in flight (pool.h): for this server, or sent
+	                      * on this client connection */
 };
 
 /* What the layer above does when a socket connects or dies (set once by pool.c). */

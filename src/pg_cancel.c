@@ -116,7 +116,7 @@ static void cancel_timeout(struct loop *l, struct loop_timer *t, void *arg)
 	cancel_finish(cr, "timed out", !cr->ref.forwarded);
 }
 
-void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
+bool pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 {
 	struct core *core = c->core;
 	struct conn *target = pool_find_client_by_cancel_key(core, pid, key);
@@ -124,13 +124,13 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 	char err[256];
 	if (!target || !target->link || target->link->state != SV_ACTIVE) {
 		log_debug("cancel request matches no running query");
-		return;
+		return false;
 	}
 	struct conn *server = target->link;
 	int fd = pool_connect_server_addr(server, &addr, err, sizeof(err)); /* its host */
 	if (fd < 0) {
 		conn_log(server, LOG_LVL_WARNING, "cannot send cancel: %s", err);
-		return;
+		return false;
 	}
 	struct cancel_req *cr = xcalloc(1, sizeof(*cr));
 	cr->core = core;
@@ -142,11 +142,12 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 	if (!loop_watch(core->loop, fd, LOOP_WRITE, cancel_io, cr)) {
 		close(fd);
 		free(cr);
-		return;
+		return false;
 	}
-	pool_cancel_begin(&cr->ref, server);
+	pool_cancel_begin(&cr->ref, server, c);
 	if (core->cfg->cancel_wait_timeout) /* 0: no limit */
 		loop_timer_start(core->loop, &cr->timer, core->cfg->cancel_wait_timeout, 0,
 		                 cancel_timeout, cr);
 	conn_log(target, LOG_LVL_DEBUG, "forwarding cancel request");
+	return true;
 }

@@ -31,6 +31,7 @@ static void serve_waiters(struct pool *pool);
 static void pool_fast_close(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
 static void server_reset_or_ready(struct conn *server);
+static void client_drop_cancels(struct conn *c);
 static void admin_poke(struct core *core)
 {
 	if (core->admin_poke)
@@ -574,12 +575,16 @@ static void server_reset_or_ready(struct conn *server)
 
 /* --- cancel requests in flight --- */
 
-void pool_cancel_begin(struct cancel_ref *ref, struct conn *server)
+void pool_cancel_begin(struct cancel_ref *ref, struct conn *server, struct conn *client)
 {
 	ref->server = server;
 	ref->pool = server->pool;
+	ref->client = client;
 	ref->forwarded = false;
 	list_add_tail(&server->cancels, &ref->node);
+	list_init(&ref->client_node);
+	if (client)
+		list_add_tail(&client->cancels, &ref->client_node);
 	ref->pool->n_cancel_waiting++;
 }
 
@@ -595,11 +600,17 @@ void pool_cancel_forwarded(struct cancel_ref *ref)
 void pool_cancel_end(struct cancel_ref *ref, bool settled)
 {
 	struct conn *server = ref->server;
+	struct conn *client = ref->client;
 	if (ref->forwarded)
 		ref->pool->n_cancel_active--;
 	else
 		ref->pool->n_cancel_waiting--;
 	admin_poke(ref->pool->core);
+	if (client) {
+		list_del(&ref->client_node);
+		ref->client = NULL;
+		client_close(client, "cancel request done");
+	}
 	if (!server)
 		return;
 	list_del(&ref->node);
@@ -625,6 +636,18 @@ static void server_drop_cancels(struct conn *s)
 		struct cancel_ref *ref = list_entry(it, struct cancel_ref, node);
 		list_del(&ref->node);
 		ref->server = NULL;
+	}
+}
+
+/* The requesting connection is going away: its cancels go on without it. */
+static void client_drop_cancels(struct conn *c)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &c->cancels)
+	{
+		struct cancel_ref *ref = list_entry(it, struct cancel_ref, client_node);
+		list_del(&ref->client_node);
+		ref->client = NULL;
 	}
 }
 
@@ -1126,6 +1149,7 @@ void client_close(struct conn *c, const char *reason)
 		conn_log(c, LOG_LVL_DEBUG, "closing because: %s", reason);
 	if (c->link)
 		pool_release(c);
+	client_drop_cancels(c);
 	loop_timer_stop(core->loop, &c->timer);
 	if (c->flags & CONN_F_ADMIN) {
 		list_del(&c->node);

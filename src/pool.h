@@ -172,10 +172,15 @@ struct cancel_ref {
 	struct list node;    /* on its server's cancels */
 	struct conn *server; /* NULL once that server is closed */
 	struct pool *pool;
+	/* the connection the request came on, closed when the request is over (a client
+	 * such as libpq waits for that before it sends its next query); NULL once gone */
+	struct list client_node; /* on that connection's cancels */
+	struct conn *client;
 	bool forwarded; /* written; waiting for the database to close the cancel connection */
 };
-/* The request for server's current query starts (server must be attached). */
-void pool_cancel_begin(struct cancel_ref *ref, struct conn *server);
+/* The request from client (or NULL) for server's current query starts (server must be
+ * attached). */
+void pool_cancel_begin(struct cancel_ref *ref, struct conn *server, struct conn *client);
 /* The request is written to the database. */
 void pool_cancel_forwarded(struct cancel_ref *ref);
 /* The cancel connection is over. settled: nothing of it can reach the server any more

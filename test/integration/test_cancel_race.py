@@ -85,7 +85,10 @@ def test_cancel_at_transaction_end_spares_next_client(make_pooler, pg):
             c2.send_msg("Q", b"select pg_sleep(0.03), 'c2'\0")
             wait_pool(con, "client 2 to wait for the server", cl_waiting=1)
             time.sleep(rnd.random() * 0.004)  # sometimes during the sleep, sometimes after
-            pgproto.cancel_request(p.host, p.port, pid, key)
+            # not waiting for the cancel connection to close, as libpq would: the
+            # commit follows at once, so the transaction ends with the cancel in flight
+            cancel = send_cancel(p, pid, key)
+            time.sleep(rnd.random() * 0.001)
             c1.send_msg("Q", b"commit\0")
             until_ready(c1)  # the sleep: done or cancelled, both are client 1's
             # its commit (a rollback if the sleep was cancelled); a cancelled commit
@@ -94,7 +97,28 @@ def test_cancel_at_transaction_end_spares_next_client(make_pooler, pg):
                 assert until_ready_query(c1, "rollback") == []
             if until_ready(c2):
                 hit.append(i)
+            cancel.close()
     assert not hit, "client 2 got client 1's cancel in %d of 200 rounds: %r" % (len(hit), hit[:20])
+
+
+def send_cancel(p, pid, key):
+    """Send a CancelRequest to the pooler; the socket, still open, is returned."""
+    s = socket.create_connection((p.host, p.port), timeout=15)
+    s.sendall(struct.pack("!IIII", 16, pgproto.CANCEL_REQUEST_CODE, pid, key))
+    return s
+
+
+def cancel_in_thread(p, pid, key):
+    """pgproto.cancel_request (which waits for the pooler to close the connection) in a
+    thread: (thread, dict that gets 'done' once it returned)."""
+    res = {}
+
+    def run():
+        pgproto.cancel_request(p.host, p.port, pid, key, timeout=30)
+        res["done"] = True
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, res
 
 
 def until_ready_query(c, sql):
@@ -211,7 +235,7 @@ def test_show_pools_counts_cancel_in_flight(make_pooler, pg, holding_proxy):
         pid, key = c1.backend_key
         c1.send_msg("Q", b"select pg_sleep(0.5), 'c1'\0")
         wait_sleeping(pg)
-        pgproto.cancel_request(p.host, p.port, pid, key)
+        t, res = cancel_in_thread(p, pid, key)
         helpers.wait_for(lambda: holding_proxy.held == 1 or None, 15, 0.01,
                          "the proxy to hold the cancel")
         r = wait_pool(con, "the cancel to be forwarded", cl_active_cancel_req=1)
@@ -225,8 +249,13 @@ def test_show_pools_counts_cancel_in_flight(make_pooler, pg, holding_proxy):
         _, servers = au.show(con, "SERVERS")
         assert [s["state"] for s in servers if s["database"] == "testdb"] == [
             "being_canceled"]
+        # the requester's connection stays open until the cancel is over, as libpq
+        # expects before it sends its next query
+        assert "done" not in res, "the cancel connection was closed before the cancel ended"
         holding_proxy.release.set()
         assert until_ready(c2) == [], "client 2 got client 1's late cancel"
+        t.join(15)
+        assert res.get("done")
         r = wait_pool(con, "the cancel counts to return to 0",
                       cl_active_cancel_req=0, sv_active_cancel=0, sv_being_canceled=0)
         assert au.as_int(r["cl_waiting_cancel_req"]) == 0
@@ -243,9 +272,11 @@ def test_unanswered_cancel_closes_its_server(make_pooler, pg, holding_proxy):
         pid, key = c1.backend_key
         c1.send_msg("Q", b"begin; select pg_backend_pid()\0")
         until_ready(c1)
-        pgproto.cancel_request(p.host, p.port, pid, key)
+        t, res = cancel_in_thread(p, pid, key)
         wait_pool(con, "the cancel to be forwarded", cl_active_cancel_req=1)
         assert until_ready_query(c1, "commit") == []
         wait_pool(con, "the cancel to time out", cl_active_cancel_req=0, sv_active_cancel=0,
                   sv_being_canceled=0, sv_idle=0)
         assert c1.scalar("select 'fresh'") == "fresh"
+        t.join(15)
+        assert res.get("done")
