@@ -387,6 +387,11 @@ static const char *conn_state_text(const struct conn *c)
 			return "new";
 		return server_state_name(c->state);
 	}
+	if (!list_empty(&c->cancels)) { /* a CancelRequest connection, open until it is over */
+		const struct cancel_ref *ref =
+		    list_entry(c->cancels.next, struct cancel_ref, client_node);
+		return ref->forwarded ? "active_cancel_req" : "waiting_cancel_req";
+	}
 	switch (c->state) {
 	case CL_LOGIN:
 		return "login";

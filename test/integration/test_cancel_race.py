@@ -252,6 +252,8 @@ def test_show_pools_counts_cancel_in_flight(make_pooler, pg, holding_proxy):
         # the requester's connection stays open until the cancel is over, as libpq
         # expects before it sends its next query
         assert "done" not in res, "the cancel connection was closed before the cancel ended"
+        _, clients = au.show(con, "CLIENTS")
+        assert [c["state"] for c in clients].count("active_cancel_req") == 1, clients
         holding_proxy.release.set()
         assert until_ready(c2) == [], "client 2 got client 1's late cancel"
         t.join(15)
