@@ -135,7 +135,7 @@ static bool waits_done(struct core *core, const struct admin_wait *aw)
 			continue;
 		if (aw->kind == WAIT_PAUSE) {
 			if (pool->n_servers[SV_ACTIVE] || pool->n_servers[SV_TESTED] ||
-			    pool->n_servers[SV_USED])
+			    pool->n_servers[SV_USED] || pool->n_servers[SV_BEING_CANCELED])
 				return false;
 			continue;
 		}

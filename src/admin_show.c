@@ -155,11 +155,12 @@ static void show_pools(struct core *core, struct conn *c, const struct admin_wri
 		r_str(&r, p->user->name);
 		r_int(&r, p->n_active + p->n_idle);
 		r_int(&r, p->n_waiting);
-		r_int(&r, 0);
-		r_int(&r, 0);
+		r_int(&r, p->n_cancel_active);  /* written, waiting for the server's close */
+		r_int(&r, p->n_cancel_waiting); /* not yet written */
 		r_int(&r, p->n_servers[SV_ACTIVE]);
-		r_int(&r, 0);
-		r_int(&r, 0);
+		/* sluice's cancel connections are not pool servers: each one open counts */
+		r_int(&r, p->n_cancel_active + p->n_cancel_waiting);
+		r_int(&r, p->n_servers[SV_BEING_CANCELED]);
 		r_int(&r, p->n_servers[SV_IDLE]);
 		r_int(&r, p->n_servers[SV_USED]);
 		r_int(&r, p->n_servers[SV_TESTED]);
@@ -386,6 +387,11 @@ static const char *conn_state_text(const struct conn *c)
 			return "new";
 		return server_state_name(c->state);
 	}
+	if (!list_empty(&c->cancels)) { /* a CancelRequest connection, open until it is over */
+		const struct cancel_ref *ref =
+		    list_entry(c->cancels.next, struct cancel_ref, client_node);
+		return ref->forwarded ? "active_cancel_req" : "waiting_cancel_req";
+	}
 	switch (c->state) {
 	case CL_LOGIN:
 		return "login";
@@ -432,6 +438,8 @@ static const char *server_state_reason(const struct conn *s)
 		return "session"; /* session pooling pins it to its client */
 	case SV_TESTED:
 		return "reset";
+	case SV_BEING_CANCELED:
+		return "cancel_in_flight"; /* kept from reuse until its cancel is over */
 	case SV_CONNECTING:
 	case SV_LOGIN:
 		return "login";

@@ -26,8 +26,8 @@ static struct list flush_list = LIST_INIT(flush_list);
 
 static const char *const client_state_names[] = {"login",   "wait_login", "idle",
                                                  "waiting", "active",     "justfree"};
-static const char *const server_state_names[] = {"new",  "login",  "idle",    "active",
-                                                 "used", "tested", "justfree"};
+static const char *const server_state_names[] = {"new",  "login",  "idle",           "active",
+                                                 "used", "tested", "being_canceled", "justfree"};
 
 const char *client_state_name(enum client_state s)
 {
@@ -56,6 +56,7 @@ struct conn *conn_new(struct core *core, int fd, bool is_server)
 	c->host_idx = -1;
 	list_init(&c->node);
 	list_init(&c->flush_node);
+	list_init(&c->cancels);
 	return c;
 }
 

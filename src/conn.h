@@ -37,6 +37,7 @@ enum server_state {
 	SV_ACTIVE,         /* attached to a client */
 	SV_USED,           /* released, waiting for its reset */
 	SV_TESTED,         /* reset or check running */
+	SV_BEING_CANCELED, /* released with a cancel in flight for it: kept from reuse */
 	SV_JUSTFREE,
 	SV_STATE_COUNT
 };
@@ -75,6 +76,8 @@ struct conn {
 	char *user_name;                 /* client: login user */
 	uint32_t cancel_pid, cancel_key; /* client: handed out; server: from BackendKeyData */
 	int host_idx;                    /* server: which of its database's hosts; -1 unknown */
+	struct list cancels; /* cancel requests in flight (pool.h): for this server, or sent
+	                      * on this client connection */
 };
 
 /* What the layer above does when a socket connects or dies (set once by pool.c). */

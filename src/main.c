@@ -200,7 +200,8 @@ static bool server_busy(struct core *core)
 			if (!sv->proto->server_clean(sv))
 				return true;
 		}
-		if (pool->n_servers[SV_TESTED] || pool->n_servers[SV_LOGIN])
+		if (pool->n_servers[SV_TESTED] || pool->n_servers[SV_LOGIN] ||
+		    pool->n_servers[SV_BEING_CANCELED])
 			return true;
 	}
 	return false;

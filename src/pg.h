@@ -224,6 +224,7 @@ void pg_console_welcome(struct conn *c, bool peer);
 void pg_console_input(struct conn *c);
 
 /* pg_cancel.c */
-void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key);
+/* True when the request is forwarded: c is then closed once the cancel is over. */
+bool pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key);
 
 #endif

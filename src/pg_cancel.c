@@ -1,9 +1,12 @@
 /*
  * pg_cancel: forwarding a client's CancelRequest. The client's key is sluice's own;
  * it names the client, whose attached server gets a CancelRequest with the key that
- * server gave us, over a fresh connection that closes once the request is written.
- * A request for a client that is not running anything on a server is dropped, as
- * PostgreSQL drops one it cannot match.
+ * server gave us, over a fresh connection. The request stays in flight until the
+ * database closes that connection (PostgreSQL does so once it has signalled the
+ * backend), and until then the server is kept from any other client (pool.h,
+ * struct cancel_ref): a cancel never lands on the next client's query. A request for
+ * a client that is not running anything on a server is dropped, as PostgreSQL drops
+ * one it cannot match.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -22,15 +25,19 @@ struct cancel_req {
 	int fd;
 	uint8_t pkt[16];
 	size_t sent;
+	struct cancel_ref ref; /* holds the target server back while in flight */
 	struct loop_timer timer;
 };
+
+static void cancel_io(struct loop *l, int fd, int events, void *arg);
 
 static void cancel_free(void *arg)
 {
 	free(arg);
 }
 
-static void cancel_finish(struct cancel_req *cr, const char *why)
+/* settled: nothing more of this request can reach the server (see pool_cancel_end) */
+static void cancel_finish(struct cancel_req *cr, const char *why, bool settled)
 {
 	if (why)
 		log_debug("cancel request: %s", why);
@@ -38,57 +45,92 @@ static void cancel_finish(struct cancel_req *cr, const char *why)
 	loop_unwatch(cr->core->loop, cr->fd);
 	close(cr->fd);
 	cr->fd = -1;
+	pool_cancel_end(&cr->ref, settled);
 	loop_defer_free(cr->core->loop, cancel_free, cr);
+}
+
+/* Written: wait for the database to close the connection, reading whatever it sends. */
+static void cancel_await_close(struct cancel_req *cr)
+{
+	uint8_t buf[256];
+	for (;;) {
+		ssize_t n = recv(cr->fd, buf, sizeof(buf), 0);
+		if (n > 0)
+			continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		/* EOF, or a reset: either way the database is done with the request */
+		cancel_finish(cr, n < 0 ? strerror(errno) : NULL, true);
+		return;
+	}
+}
+
+static void cancel_write(struct cancel_req *cr)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+	if (getsockopt(cr->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+		cancel_finish(cr, strerror(err ? err : errno), true); /* never arrived whole */
+		return;
+	}
+	while (cr->sent < sizeof(cr->pkt)) {
+		ssize_t n =
+		    send(cr->fd, cr->pkt + cr->sent, sizeof(cr->pkt) - cr->sent, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
+			cancel_finish(cr, strerror(errno), true);
+			return;
+		}
+		cr->sent += (size_t)n;
+	}
+	pool_cancel_forwarded(&cr->ref);
+	if (!loop_watch(cr->core->loop, cr->fd, LOOP_READ, cancel_io, cr)) {
+		cancel_finish(cr, "cannot watch the cancel connection", false);
+		return;
+	}
+	cancel_await_close(cr);
 }
 
 static void cancel_io(struct loop *l, int fd, int events, void *arg)
 {
 	struct cancel_req *cr = arg;
-	int err = 0;
-	socklen_t len = sizeof(err);
 	(void)l;
 	(void)events;
 	if (cr->fd != fd)
 		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
-		cancel_finish(cr, strerror(err ? err : errno));
-		return;
-	}
-	while (cr->sent < sizeof(cr->pkt)) {
-		ssize_t n = send(fd, cr->pkt + cr->sent, sizeof(cr->pkt) - cr->sent, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (n <= 0) {
-			cancel_finish(cr, strerror(errno));
-			return;
-		}
-		cr->sent += (size_t)n;
-	}
-	cancel_finish(cr, NULL);
+	if (cr->ref.forwarded)
+		cancel_await_close(cr);
+	else
+		cancel_write(cr);
 }
 
 static void cancel_timeout(struct loop *l, struct loop_timer *t, void *arg)
 {
+	struct cancel_req *cr = arg;
 	(void)l;
 	(void)t;
-	cancel_finish(arg, "timed out");
+	/* written but unconfirmed: it may still land, so its server is not reused */
+	cancel_finish(cr, "timed out", !cr->ref.forwarded);
 }
 
-void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
+bool pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 {
 	struct core *core = c->core;
 	struct conn *target = pool_find_client_by_cancel_key(core, pid, key);
 	struct sockaddr_storage addr;
 	char err[256];
-	if (!target || !target->link) {
+	if (!target || !target->link || target->link->state != SV_ACTIVE) {
 		log_debug("cancel request matches no running query");
-		return;
+		return false;
 	}
 	struct conn *server = target->link;
 	int fd = pool_connect_server_addr(server, &addr, err, sizeof(err)); /* its host */
 	if (fd < 0) {
 		conn_log(server, LOG_LVL_WARNING, "cannot send cancel: %s", err);
-		return;
+		return false;
 	}
 	struct cancel_req *cr = xcalloc(1, sizeof(*cr));
 	cr->core = core;
@@ -100,10 +142,12 @@ void pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 	if (!loop_watch(core->loop, fd, LOOP_WRITE, cancel_io, cr)) {
 		close(fd);
 		free(cr);
-		return;
+		return false;
 	}
+	pool_cancel_begin(&cr->ref, server, c);
 	if (core->cfg->cancel_wait_timeout) /* 0: no limit */
 		loop_timer_start(core->loop, &cr->timer, core->cfg->cancel_wait_timeout, 0,
 		                 cancel_timeout, cr);
 	conn_log(target, LOG_LVL_DEBUG, "forwarding cancel request");
+	return true;
 }

@@ -564,8 +564,11 @@ static bool login_startup_packet(struct conn *c)
 		uint32_t pid = len == 16 ? pg_get_u32(pkt + 8) : 0;
 		uint32_t key = len == 16 ? pg_get_u32(pkt + 12) : 0;
 		iobuf_swallow(c->rbuf, len);
-		if (len == 16)
-			pg_handle_cancel(c, pid, key);
+		if (len == 16 && pg_handle_cancel(c, pid, key)) {
+			/* nothing more is read from it; a hang-up still closes it early */
+			conn_pause_read(c, true);
+			return false;
+		}
 		client_close(c, "cancel request");
 		return false;
 	}

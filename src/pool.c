@@ -32,6 +32,8 @@ static void limits_wake(struct pool *pool);
 static void serve_waiters(struct pool *pool);
 static void pool_fast_close(struct pool *pool);
 static void link_pair(struct conn *client, struct conn *server);
+static void server_reset_or_ready(struct conn *server);
+static void client_drop_cancels(struct conn *c);
 static void admin_poke(struct core *core)
 {
 	if (core->admin_poke)
@@ -425,8 +427,8 @@ static int connects_in_flight(const struct pool *pool)
 
 static int unmet_demand(const struct pool *pool)
 {
-	return pool->n_waiting -
-	       (connects_in_flight(pool) + pool->n_servers[SV_USED] + pool->n_servers[SV_TESTED]);
+	return pool->n_waiting - (connects_in_flight(pool) + pool->n_servers[SV_USED] +
+	                          pool->n_servers[SV_TESTED] + pool->n_servers[SV_BEING_CANCELED]);
 }
 
 /* --- health checks (server_check_query) --- */
@@ -566,12 +568,101 @@ void pool_release(struct conn *client)
 		                         : "released while not idle");
 		return;
 	}
+	/* not even the reset may run: the cancel could still interrupt it */
+	if (!list_empty(&server->cancels)) {
+		server_set_state(server, SV_BEING_CANCELED);
+		return;
+	}
+	server_reset_or_ready(server);
+}
+
+/* A clean server with no client: reset it for the next one, or hand it on. */
+static void server_reset_or_ready(struct conn *server)
+{
 	server_set_state(server, SV_USED);
 	if (server->proto->server_reset(server)) {
 		server_set_state(server, SV_TESTED);
 		return;
 	}
 	pool_server_ready(server);
+}
+
+/* --- cancel requests in flight --- */
+
+void pool_cancel_begin(struct cancel_ref *ref, struct conn *server, struct conn *client)
+{
+	ref->server = server;
+	ref->pool = server->pool;
+	ref->client = client;
+	ref->forwarded = false;
+	list_add_tail(&server->cancels, &ref->node);
+	list_init(&ref->client_node);
+	if (client)
+		list_add_tail(&client->cancels, &ref->client_node);
+	ref->pool->n_cancel_waiting++;
+}
+
+void pool_cancel_forwarded(struct cancel_ref *ref)
+{
+	if (ref->forwarded)
+		return;
+	ref->forwarded = true;
+	ref->pool->n_cancel_waiting--;
+	ref->pool->n_cancel_active++;
+}
+
+void pool_cancel_end(struct cancel_ref *ref, bool settled)
+{
+	struct conn *server = ref->server;
+	struct conn *client = ref->client;
+	if (ref->forwarded)
+		ref->pool->n_cancel_active--;
+	else
+		ref->pool->n_cancel_waiting--;
+	admin_poke(ref->pool->core);
+	if (client) {
+		list_del(&ref->client_node);
+		ref->client = NULL;
+		client_close(client, "cancel request done");
+	}
+	if (!server)
+		return;
+	list_del(&ref->node);
+	ref->server = NULL;
+	if (!settled) {
+		/* whether it will still hit is unknown: nobody else may run on this server */
+		if (server->state == SV_BEING_CANCELED)
+			server_close(server, "cancel request not confirmed by the server");
+		else
+			server->flags |= CONN_F_CLOSE_NEEDED;
+		return;
+	}
+	if (server->state == SV_BEING_CANCELED && list_empty(&server->cancels))
+		server_reset_or_ready(server);
+}
+
+/* The server is going away: its cancels in flight no longer hold anything back. */
+static void server_drop_cancels(struct conn *s)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &s->cancels)
+	{
+		struct cancel_ref *ref = list_entry(it, struct cancel_ref, node);
+		list_del(&ref->node);
+		ref->server = NULL;
+	}
+}
+
+/* The requesting connection is going away: its cancels go on without it. */
+static void client_drop_cancels(struct conn *c)
+{
+	struct list *it, *tmp;
+	list_for_each_safe(it, tmp, &c->cancels)
+	{
+		struct cancel_ref *ref = list_entry(it, struct cancel_ref, client_node);
+		list_del(&ref->client_node);
+		ref->client = NULL;
+	}
 }
 
 /*
@@ -1219,6 +1310,7 @@ void client_close(struct conn *c, const char *reason)
 		conn_log(c, LOG_LVL_DEBUG, "closing because: %s", reason);
 	if (c->link)
 		pool_release(c);
+	client_drop_cancels(c);
 	loop_timer_stop(core->loop, &c->timer);
 	if (c->flags & CONN_F_ADMIN) {
 		list_del(&c->node);
@@ -1250,6 +1342,7 @@ void server_close(struct conn *s, const char *reason)
 		/* the client's session lived on this server: it cannot go on without it */
 		client_fail(client, "08006", "server conn crashed? server closed the connection");
 	}
+	server_drop_cancels(s);
 	server_set_state(s, SV_JUSTFREE);
 	pool->db->n_servers--;
 	pool->user->n_servers--;

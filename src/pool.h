@@ -80,6 +80,9 @@ struct pool {
 	struct list active;  /* CL_ACTIVE */
 	struct list idle;    /* CL_IDLE */
 	int n_waiting, n_active, n_idle;
+	/* cancel requests for this pool's servers: not yet written, and written with the
+	 * cancel connection still open (PostgreSQL closes it once it has signalled) */
+	int n_cancel_waiting, n_cancel_active;
 	void *pstate; /* protocol module's: e.g. the parameters servers report */
 	void (*pstate_free)(void *);
 	/* Last server login failure, kept until a login succeeds (the pool is "down").
@@ -168,6 +171,32 @@ void pool_janitor(struct core *core);
 void pool_fd_freed(struct core *core);
 /* Find the client that owns a cancel key (NULL if none). */
 struct conn *pool_find_client_by_cancel_key(struct core *core, uint32_t pid, uint32_t key);
+
+/*
+ * A cancel request in flight for a server (the protocol module embeds one). While a
+ * server has one, it is never handed to another client: released by its client, it
+ * waits as SV_BEING_CANCELED (no reset, no reuse) until the last one ends, so a cancel
+ * meant for one client's query cannot land on the next client's.
+ */
+struct cancel_ref {
+	struct list node;    /* on its server's cancels */
+	struct conn *server; /* NULL once that server is closed */
+	struct pool *pool;
+	/* the connection the request came on, closed when the request is over (a client
+	 * such as libpq waits for that before it sends its next query); NULL once gone */
+	struct list client_node; /* on that connection's cancels */
+	struct conn *client;
+	bool forwarded; /* written; waiting for the database to close the cancel connection */
+};
+/* The request from client (or NULL) for server's current query starts (server must be
+ * attached). */
+void pool_cancel_begin(struct cancel_ref *ref, struct conn *server, struct conn *client);
+/* The request is written to the database. */
+void pool_cancel_forwarded(struct cancel_ref *ref);
+/* The cancel connection is over. settled: nothing of it can reach the server any more
+ * (the database closed the connection, or the request was never written); otherwise
+ * the server is closed rather than reused, since the cancel might still land. */
+void pool_cancel_end(struct cancel_ref *ref, bool settled);
 
 /*
  * Open a new socket to one of the pool's database hosts, the one load_balance_hosts
