@@ -9,10 +9,11 @@
 See admin_util.py for the console users (alice admin, bob stats)."""
 
 import collections
-import socket
+import signal
 import struct
 import threading
 
+import psycopg
 import pytest
 
 import admin_util as au
@@ -113,3 +114,140 @@ def test_console_long_pipeline_answered_and_bounded(make_pooler):
     assert con.query("SHOW VERSION")
     con.close()
     assert p.running()
+
+
+# ---------------------------------------------------------------------------
+# Shutdown: the console during a drain, clients that need a server
+# ---------------------------------------------------------------------------
+
+def console_reachable(p):
+    """A new console login over TCP and over the unix socket, each answering SHOW."""
+    for unix in (False, True):
+        with au.console(p, unix=unix, connect_timeout=5) as adm:
+            _, rows = au.show(adm, "POOLS")
+            assert any(r["database"] == "testdb" for r in rows), rows
+
+
+def start_drain(p, how):
+    au.expect_exit(p, how)
+    if how in ("SIGINT", "SIGTERM"):
+        p.signal(getattr(signal, how))
+    else:
+        with au.console(p) as adm:
+            assert au.command(adm, how) == "SHUTDOWN"
+
+
+def refused(p):
+    try:
+        with au.client(p, connect_timeout=5) as c:
+            c.execute("select 1")
+            return False
+    except psycopg.OperationalError:
+        return True
+
+
+@pytest.mark.parametrize("how", ["SHUTDOWN WAIT_FOR_SERVERS", "SIGINT"])
+@au.sluice_only("1.18 has no WAIT_FOR_SERVERS and closes its listeners")
+@pytest.mark.hard_timeout(60)
+def test_console_reachable_while_queries_drain(make_pooler, pg, how):
+    p = au.make_admin_pooler(make_pooler)
+    c = au.client(p)
+    try:
+        pid = au.backend_pid(c)
+        t, r = au.run_in_thread(lambda: c.execute("select pg_sleep(3), 'finished'").fetchone()[1])
+        au.wait_query_running(pg, pid)
+        start_drain(p, how)
+        console_reachable(p)
+        assert refused(p), "an ordinary client was let in during the drain"
+        console_reachable(p)
+        assert "v" not in r, "the query ended before the console was checked: %r" % r
+        assert au.finished(t, r, 10) and r["v"] == "finished", r
+        assert p.wait_exit(10) == 0, "did not exit cleanly once the query finished"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("how", ["SHUTDOWN WAIT_FOR_CLIENTS", "SIGTERM"])
+@au.sluice_only("1.18 has no WAIT_FOR_CLIENTS, and SIGTERM exits at once")
+@pytest.mark.hard_timeout(60)
+def test_console_reachable_while_clients_drain(make_pooler, how):
+    p = au.make_admin_pooler(make_pooler)
+    c = au.client(p)
+    try:
+        c.execute("select 1")
+        start_drain(p, how)
+        console_reachable(p)
+        assert refused(p), "an ordinary client was let in during the drain"
+        assert c.execute("select 'still'").fetchone()[0] == "still"
+        console_reachable(p)
+        assert p.running(), "exited while a client was connected"
+    finally:
+        c.close()
+    assert p.wait_exit(10) == 0, "did not exit cleanly after the last client left"
+
+
+@pytest.mark.hard_timeout(60)
+def test_console_answers_immediate_shutdown(make_pooler):
+    # SHUTDOWN exits at once: the console that asked still gets its answer
+    p = au.make_admin_pooler(make_pooler)
+    au.expect_exit(p)
+    con = p.raw_login(user=au.ADMIN, database="pgbouncer", password=au.ADMIN_PW)
+    con.query("SHUTDOWN")
+    assert p.wait_exit(10) == 0
+
+
+def shutting_down_error(fn):
+    """Runs fn (a query) and returns the error text it must fail with."""
+    with pytest.raises(psycopg.OperationalError) as ei:
+        fn()
+    return helpers.error_text(ei.value)
+
+
+@au.sluice_only("1.18 has no SHUTDOWN WAIT_FOR_SERVERS (PgBouncer 1.23)")
+@pytest.mark.hard_timeout(60)
+def test_wait_for_servers_refuses_clients_needing_a_server(make_pooler, pg):
+    p = au.make_admin_pooler(make_pooler, settings={"default_pool_size": 2,
+                                                    "query_wait_timeout": 60})
+    au.warm_pool(p)
+    busy, holder, later = au.client(p), au.client(p), au.client(p)
+    waiter = au.client(p)
+    adm = au.console(p)
+    try:
+        pid = au.backend_pid(busy)
+        t, r = au.run_in_thread(lambda: busy.execute("select pg_sleep(3), 'finished'").fetchone()[1])
+        au.wait_query_running(pg, pid)
+        holder.execute("select 1")  # session mode: keeps the second server, idle
+        # the pool is full: this one waits in the queue when the shutdown starts
+        tw, rw = au.run_in_thread(lambda: waiter.execute("select 'waited'").fetchone()[0])
+        helpers.wait_for(lambda: au.stat(adm, "SHOW POOLS", "testdb", "cl_waiting") == 1,
+                         10, 0.05, "a client waiting for a server")
+        au.expect_exit(p)
+        assert au.command(adm, "SHUTDOWN WAIT_FOR_SERVERS") == "SHUTDOWN"
+        assert au.finished(tw, rw, 10), "the waiting client still waits"
+        assert isinstance(rw["v"], psycopg.OperationalError), rw
+        assert "server shutting down" in helpers.error_text(rw["v"])
+        # a client with no server, and one holding an idle server, each ask for one
+        for cl in (later, holder):
+            text = shutting_down_error(lambda: cl.execute("select 'new'"))
+            assert "server shutting down" in text, text
+        assert "v" not in r, "the running query should still run: %r" % r
+        assert au.finished(t, r, 10) and r["v"] == "finished", r
+        assert p.wait_exit(10) == 0
+    finally:
+        for cl in (busy, holder, later, waiter, adm):
+            cl.close()
+
+
+@pytest.mark.parametrize("key", ["server_tls_sslmode", "client_tls_sslmode"])
+@au.sluice_only("PgBouncer 1.18 supports TLS")
+def test_set_tls_sslmode(make_pooler, key):
+    p = au.make_admin_pooler(make_pooler)
+    with au.console(p) as adm:
+        assert au.command(adm, "SET %s = disable" % key) == "SET"
+        assert au.command(adm, "SET %s = 'disable'" % key) == "SET"
+        for bad in ("require", "verify-full"):
+            with pytest.raises(psycopg.Error) as ei:
+                adm.execute("SET %s = %s" % (key, bad))
+            text = helpers.error_text(ei.value)
+            assert "TLS" in text and bad in text, text
+        assert au.show(adm, "VERSION")[1]
