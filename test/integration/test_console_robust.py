@@ -9,8 +9,11 @@
 See admin_util.py for the console users (alice admin, bob stats)."""
 
 import collections
+import re
+import shutil
 import signal
 import struct
+import subprocess
 import threading
 
 import psycopg
@@ -251,3 +254,24 @@ def test_set_tls_sslmode(make_pooler, key):
             text = helpers.error_text(ei.value)
             assert "TLS" in text and bad in text, text
         assert au.show(adm, "VERSION")[1]
+
+
+# ---------------------------------------------------------------------------
+# contrib/test.sh
+# ---------------------------------------------------------------------------
+
+@au.sluice_only("runs sluice's own contrib/test.sh")
+@pytest.mark.hard_timeout(600)
+def test_test_sh_passes_pytest_args_unsplit(tmp_path):
+    # in a copy of the built tree, so this run's tree is left alone; an expression with
+    # blanks must reach pytest as one argument (make split it: "or" became a path)
+    tree = tmp_path / "tree"
+    shutil.copytree(helpers.REPO, tree, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache"))
+    expr = "test_help_lists_flags or test_unknown_flag_fails"
+    r = subprocess.run(["bash", "contrib/test.sh", "--", "-k", expr, "-p", "no:cacheprovider"],
+                       cwd=str(tree), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, env=helpers.clean_env(), timeout=540)
+    out = r.stdout.decode("utf-8", "replace")
+    assert r.returncode == 0, out[-4000:]
+    assert re.search(r"\b2 passed\b", out), out[-4000:]
