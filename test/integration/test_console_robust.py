@@ -9,7 +9,9 @@
 See admin_util.py for the console users (alice admin, bob stats)."""
 
 import collections
+import os
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -275,3 +277,73 @@ def test_test_sh_passes_pytest_args_unsplit(tmp_path):
     out = r.stdout.decode("utf-8", "replace")
     assert r.returncode == 0, out[-4000:]
     assert re.search(r"\b2 passed\b", out), out[-4000:]
+
+
+# ---------------------------------------------------------------------------
+# contrib/quickstart.sh: its banner's commands work as printed
+# ---------------------------------------------------------------------------
+
+def banner_of(out_path, proc, timeout=60):
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError("quickstart exited %s:\n%s" % (proc.returncode, out_path.read_text()))
+        return "Ctrl-C stops" in out_path.read_text() and "LOG sluice" in out_path.read_text()
+    helpers.wait_for(ready, timeout, 0.2, "the quickstart banner and sluice started")
+    return out_path.read_text()
+
+
+def run_banner_cmd(line, env, timeout=60):
+    """Runs a command line copied from the banner (psql/pgbench from PG_BINDIR)."""
+    argv = shlex.split(line)
+    argv[0] = {"psql": helpers.PSQL, "pgbench": helpers.PGBENCH}[argv[0]]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, env=env, timeout=timeout)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+@au.sluice_only("runs sluice's own contrib/quickstart.sh")
+@pytest.mark.parametrize("mode", ["session", "transaction"])
+@pytest.mark.hard_timeout(300)
+def test_quickstart_banner_commands(tmp_path, mode):
+    out_path = tmp_path / "quickstart.out"
+    env = helpers.clean_env(SLUICE_PORT=helpers.free_port(), SLUICE_BIN=helpers.POOLER_BIN,
+                            QUICKSTART_DEPS="never", QUICKSTART_MODE=mode)
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(["bash", str(helpers.REPO / "contrib" / "quickstart.sh")],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                start_new_session=True)
+    try:
+        text = banner_of(out_path, proc)
+        console = re.search(r'^\s*admin console:\s+(psql "[^"]*")', text, re.M)
+        assert console, "no admin console line in the banner:\n" + text
+        rc, out = run_banner_cmd(console.group(1) + " -c 'SHOW POOLS;'", env)
+        assert rc == 0 and "cl_active" in out, out
+        pw = re.search(r"export PGPASSWORD=(\S+)", text).group(1)
+        benv = dict(env, PGPASSWORD=pw)
+        init = re.search(r"^\s*(pgbench -i .*)$", text, re.M).group(1)
+        rc, out = run_banner_cmd(init, benv)
+        assert rc == 0, out
+        # every client it starts runs all along: none waits for a server the pool will
+        # not have until the others stop (pgbench's per-transaction log says who ran)
+        run = re.search(r"^\s*(pgbench -S .*)$", text, re.M).group(1).replace("-T 10", "-T 3")
+        clients = int(re.search(r"-c (\d+)", run).group(1))
+        prefix = tmp_path / "pgb"
+        rc, out = run_banner_cmd(run + " -l --log-prefix=%s" % prefix, benv, timeout=90)
+        assert rc == 0, out
+        assert "number of clients: %d" % clients in out, out
+        assert "number of failed transactions: 0" in out, out
+        per_client = collections.Counter()
+        for log in tmp_path.glob("pgb.*"):
+            for line in log.read_text().splitlines():
+                per_client[int(line.split()[0])] += 1
+        assert len(per_client) == clients, per_client
+        most = max(per_client.values())
+        assert min(per_client.values()) * 10 >= most, "some clients hardly ran: %r" % per_client
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # its trap stops sluice and PostgreSQL
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
