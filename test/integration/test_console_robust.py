@@ -106,7 +106,10 @@ def test_console_long_pipeline_answered_and_bounded(make_pooler):
             assert au.show(adm, "VERSION")[1]
     assert p.running(), "sluice died: " + p.output()[-3000:]
     grown = rss_kb(p.proc.pid) - rss_before
-    assert grown < 2048, "RSS grew by %d kB while the console did not read" % grown
+    # (unbounded, the replies held would be about 4 MB; ASan's quarantine keeps freed
+    # memory resident, so there RSS says nothing)
+    if "ASAN_OPTIONS" not in os.environ:
+        assert grown < 2048, "RSS grew by %d kB while the console did not read" % grown
     counts = count_replies(con.sock, PIPELINE + 1)
     writer.join(30)
     assert sent.get("v") is True, sent
