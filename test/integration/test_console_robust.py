@@ -75,6 +75,7 @@ def rss_kb(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+@au.sluice_only("1.18 drops a console message longer than pkt_buf: 'incomplete pkt'")
 @pytest.mark.hard_timeout(180)
 def test_console_long_pipeline_answered_and_bounded(make_pooler):
     p = au.make_admin_pooler(make_pooler)
@@ -194,6 +195,7 @@ def test_console_reachable_while_clients_drain(make_pooler, how):
     assert p.wait_exit(10) == 0, "did not exit cleanly after the last client left"
 
 
+@au.sluice_only("1.18 exits on SHUTDOWN without answering it")
 @pytest.mark.hard_timeout(60)
 def test_console_answers_immediate_shutdown(make_pooler):
     # SHUTDOWN exits at once: the console that asked still gets its answer
