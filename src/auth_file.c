@@ -186,6 +186,20 @@ static void free_users(struct auth_user *users, size_t n)
 	free(users);
 }
 
+static void note_scram_secrets(struct auth_file *af)
+{
+	struct scram_secret sec;
+	af->n_scram = 0;
+	af->scram_iterations = SCRAM_DEFAULT_ITERATIONS;
+	for (size_t i = 0; i < af->n_users; i++) {
+		if (af->users[i].kind != SECRET_SCRAM)
+			continue;
+		if (af->n_scram++ == 0 && scram_parse_secret(af->users[i].secret, &sec))
+			af->scram_iterations = sec.iterations;
+	}
+	explicit_bzero(&sec, sizeof(sec));
+}
+
 struct auth_file *auth_file_parse(const char *text, size_t len, const char *name, char *err,
                                   size_t errlen)
 {
@@ -206,6 +220,7 @@ struct auth_file *auth_file_parse(const char *text, size_t len, const char *name
 	af = xmalloc(sizeof(*af));
 	af->users = ps.users;
 	af->n_users = ps.n_users;
+	note_scram_secrets(af);
 	return af;
 fail:
 	free_users(ps.users, ps.n_users);

@@ -33,6 +33,11 @@ struct auth_user {
 struct auth_file {
 	struct auth_user *users; /* sorted by name for bsearch */
 	size_t n_users;
+	/* what the SCRAM secrets look like, so a user sluice cannot verify gets the
+	 * same method and iteration count (pg_client.c): how many there are, and the
+	 * iteration count of the first (4096 when there is none) */
+	size_t n_scram;
+	int scram_iterations;
 };
 
 /* Parses the file. On error returns NULL and writes "path:line: reason" (no secret). */

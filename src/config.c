@@ -120,6 +120,8 @@ static const struct cf_setting settings[] = {
     M_STR(track_extra_parameters, "IntervalStyle", CF_RELOAD),
     M_INT(max_prepared_statements, "200", CF_RELOAD, 0, INT_MAX),
     M_INT(pkt_buf, "4096", CF_RESTART, 1024, 16 * 1024 * 1024),
+    M_INT(max_packet_size, "2147483647", CF_RELOAD, 1024, INT_MAX),
+    M_INT(max_held_bytes, "67108864", CF_RELOAD, 1024, INT_MAX),
     /* timeouts */
     M_TIME(server_connect_timeout, "15", CF_RELOAD, 0),
     M_TIME(server_login_retry, "15", CF_RELOAD, 0),
@@ -175,7 +177,7 @@ static const char *const main_ignored[] = {
 	"client_tls13_ciphers", "client_tls_ca_file",
 	"client_tls_cert_file", "client_tls_ciphers", "client_tls_dheparams",
 	"client_tls_ecdhcurve", "client_tls_key_file", "client_tls_protocols", "conffile",
-	"job_name", "login_notify_message", "max_db_client_connections", "max_packet_size",
+	"job_name", "login_notify_message", "max_db_client_connections",
 	"max_user_client_connections", "peer_id", "pool_idle_timeout",
 	"query_wait_notify", "sbuf_loopcnt", "scram_iterations",
 	"server_tls13_ciphers", "server_tls_ca_file",

@@ -125,6 +125,8 @@ struct config {
 	int max_prepared_statements;     /* 200: per server, protocol-level; 0: off */
 	char *track_extra_parameters;    /* "IntervalStyle": more parameters kept per client */
 	int pkt_buf;                     /* 4096, the size of one connection buffer */
+	int max_packet_size;             /* largest client message let through */
+	int max_held_bytes;              /* largest message held whole for one client */
 
 	/* timeouts (usec; 0 = disabled where that makes sense) */
 	usec_t server_connect_timeout;   /* 15 s */

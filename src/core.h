@@ -52,6 +52,8 @@ struct core {
 	int n_admin_clients;
 	struct list admin_waits;
 	void (*admin_poke)(struct core *core); /* set when a command waits */
+	/* random at start: the SCRAM salts of users sluice cannot verify (scram_mock_secret) */
+	uint8_t scram_mock_key[32];
 };
 
 /* Lower layers call this after anything that may let a shutdown finish. */

@@ -111,6 +111,18 @@ void iobuf_reserve(struct iobuf **bp, uint32_t need)
 	*bp = nb;
 }
 
+void iobuf_grow_toward(struct iobuf **bp, uint32_t need)
+{
+	struct iobuf *b = *bp;
+	if (b->size - b->done >= need)
+		return;
+	iobuf_compact(b);
+	if (iobuf_free_space(b) || b->size - b->done >= need)
+		return;
+	uint32_t room = b->size - b->done; /* the buffer holds only this message now */
+	iobuf_reserve(bp, room * 2 < need && room * 2 > room ? room * 2 : need);
+}
+
 void iobuf_mark_send(struct iobuf *b, uint32_t n)
 {
 	b->done += n;

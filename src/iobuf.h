@@ -65,6 +65,10 @@ static inline uint8_t *iobuf_parse_ptr(struct iobuf *b)
 void iobuf_compact(struct iobuf *b);
 /* Makes room for need unparsed bytes in one piece, growing past the default size. */
 void iobuf_reserve(struct iobuf **bp, uint32_t need);
+/* For a message of need bytes that must be held whole while it arrives: makes room
+ * for more of it, growing (at most doubling) only once the buffer is full, so memory
+ * follows the bytes received, never the length a peer declared. */
+void iobuf_grow_toward(struct iobuf **bp, uint32_t need);
 /* Marks n unparsed bytes as processed and to be sent. */
 void iobuf_mark_send(struct iobuf *b, uint32_t n);
 /* Drops n unparsed bytes so they are never sent (a swallowed message). */

@@ -1,7 +1,8 @@
 /*
  * log: writes formatted lines to the configured targets. Writing is synchronous
  * and best effort: a full disk must not stop the pooler, so write errors are
- * ignored. Opening a log file is the only step that can fail and report.
+ * ignored. Opening a log file is the only step that can fail and report. Each
+ * message is escaped (str_escape) so that one call is one line.
  */
 #include "log.h"
 
@@ -98,13 +99,16 @@ static void write_all(int fd, const char *buf, size_t len)
 
 void log_vmsg(int level, const char *fmt, va_list ap)
 {
-	char msg[2048], line[2200];
+	char raw[2048], msg[4096], line[4200];
 	struct timespec ts;
 	struct tm tm;
 	int saved_errno = errno;
 	if (!log_enabled(level))
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* every line, whoever built it: a name a client chose, or a server's error
+	 * quoting one, must not end the line early or reach a terminal as a control */
+	str_escape(msg, sizeof(msg), raw);
 	if (log_to_syslog)
 		syslog(syslog_prio[level], "%s %s", level_names[level], msg);
 	if (log_fd < 0 && !log_to_stderr)

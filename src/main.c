@@ -535,6 +535,8 @@ int main(int argc, char **argv)
 	if (opts.check_only)
 		return check_config(opts.config);
 	core_init(&core, opts.config);
+	if (!random_bytes(core.scram_mock_key, sizeof(core.scram_mock_key)))
+		fatal("no randomness for the SCRAM mock key");
 	core.cfg = config_load(opts.config, err, sizeof(err), warn_config);
 	if (!core.cfg) {
 		fprintf(stderr, "sluice: %s\n", err);

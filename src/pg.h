@@ -19,6 +19,7 @@
 struct pg_param {
 	char *name;
 	char *value;
+	bool set_by_us; /* on a server: a parameter it does not report, as sluice set it */
 };
 struct pg_params {
 	struct pg_param *v;
@@ -28,6 +29,7 @@ const char *pg_params_get(const struct pg_params *p, const char *name);
 /* true when the value changed */
 bool pg_params_set(struct pg_params *p, const char *name, const char *value);
 void pg_params_free(struct pg_params *p);
+void pg_params_del(struct pg_params *p, const char *name);
 struct config;
 /* The canonical spelling of a parameter that follows a client from server to server
  * (the built-in five and track_extra_parameters; case-insensitive), or NULL. */
@@ -75,7 +77,8 @@ struct pg_client {
 	bool negotiated_ssl;
 	struct pg_login *login;  /* NULL after login */
 	struct pg_params wanted; /* tracked parameters as the client wants them */
-	uint32_t pkt_remain;     /* bytes of a message still to forward */
+	uint32_t pkt_remain;     /* bytes of a message still to forward (to the server it
+	                          * holds) or, holding none, to discard */
 	bool applying;           /* a SET of its parameters runs on the server */
 	struct pg_cmap prepared; /* named statements, when pg_prep is on */
 	/* admin console */
@@ -135,8 +138,9 @@ static inline struct pg_server *pgs(const struct conn *c)
 }
 struct pg_pool *pg_pool_state(struct pool *pool);
 
-/* Moves the rest of a message that is being streamed: forwarded or swallowed. */
-static inline void pg_stream_rest(struct iobuf *b, uint32_t *remain, bool forward)
+/* Moves the rest of a message that is being streamed, forwarded or swallowed; returns
+ * how many bytes it moved. */
+static inline uint32_t pg_stream_rest(struct iobuf *b, uint32_t *remain, bool forward)
 {
 	uint32_t n = iobuf_unparsed(b) < *remain ? iobuf_unparsed(b) : *remain;
 	if (forward)
@@ -144,6 +148,7 @@ static inline void pg_stream_rest(struct iobuf *b, uint32_t *remain, bool forwar
 	else
 		iobuf_swallow(b, n);
 	*remain -= n;
+	return n;
 }
 
 /* The end of a client's login: sluice's cancel key for it, then ReadyForQuery. */
@@ -172,13 +177,24 @@ void pg_server_input(struct conn *s);
 bool pg_server_clean(const struct conn *s);
 bool pg_server_reset(struct conn *s);
 void pg_server_check(struct conn *s);
+/* Transaction pooling: hands the server back if a release is due and the attached
+ * client is at a message boundary with everything it sent delivered. */
+void pg_server_release_if_due(struct conn *s);
 /* Re-arms the server's timer for query, transaction and idle-in-transaction timeouts. */
 void pg_server_arm_timeouts(struct conn *s);
 /* Runs sql on the server as sluice's own query; replies are swallowed. */
 void pg_server_internal_query(struct conn *s, const char *sql);
-/* Client parameters differing from the server's: a SET list to run, or false. */
-bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
-                         struct pg_out *sql);
+/* Client parameters differing from the server's: a query that sets them, or false.
+ * reported: what servers of the pool report (the welcome); have is updated for the
+ * parameters servers do not report. */
+bool pg_build_param_sets(const struct pg_params *wanted, struct pg_params *have,
+                         const struct pg_params *reported, struct pg_out *sql);
+/* Fills in, for every tracked parameter the client did not send, the pool's default
+ * (so a value another client set is put back for it). */
+void pg_params_defaults(struct pg_params *wanted, const struct config *cfg,
+                        const struct pg_params *reported);
+/* After RESET ALL / DISCARD ALL: what sluice set of unreported parameters is gone. */
+void pg_params_forget_unreported(struct pg_params *have);
 
 /* pg_prep.c */
 enum pg_prep_result {

@@ -303,7 +303,7 @@ static bool console_message(struct conn *c)
 		return false;
 	}
 	if (iobuf_unparsed(c->rbuf) < len + 1) {
-		iobuf_reserve(&c->rbuf, len + 1);
+		iobuf_grow_toward(&c->rbuf, len + 1);
 		return false;
 	}
 	uint8_t *msg = xmalloc(len + 1);

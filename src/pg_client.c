@@ -28,10 +28,14 @@ static bool prep_applies(const struct conn *c);
 void pg_client_error(struct conn *c, const char *sqlstate, const char *msg, bool fatal)
 {
 	struct pg_out o;
+	/* messages quote user, database and parameter names as the client sent them */
+	char *text = xmalloc(STR_ESCAPE_SIZE(strlen(msg)));
+	str_escape(text, STR_ESCAPE_SIZE(strlen(msg)), msg);
 	pg_out_init(&o);
-	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, msg);
+	pg_out_error(&o, fatal ? "FATAL" : "ERROR", sqlstate, text);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
+	free(text);
 }
 
 static void login_fail(struct conn *c, const char *sqlstate, const char *fmt, ...)
@@ -59,6 +63,14 @@ bool pg_client_header(struct conn *c, uint8_t *type, uint32_t *len)
 		return false;
 	case PG_HDR_OK:
 		break;
+	}
+	if ((uint64_t)*len + 1 > (uint64_t)c->core->cfg->max_packet_size) {
+		char msg[128];
+		snprintf(msg, sizeof(msg),
+		         "message of %u bytes is larger than max_packet_size (%d)", *len + 1,
+		         c->core->cfg->max_packet_size);
+		login_fail(c, "08P01", "%s", msg);
+		return false;
 	}
 	return true;
 }
@@ -109,6 +121,7 @@ static void send_welcome(struct conn *c)
 	struct pg_client *pc = pgc(c);
 	struct pg_pool *pp = pg_pool_state(c->pool);
 	struct pg_out o;
+	pg_params_defaults(&pc->wanted, c->core->cfg, &pp->welcome);
 	pg_out_init(&o);
 	for (size_t i = 0; i < pp->welcome.n; i++) {
 		const char *name = pp->welcome.v[i].name;
@@ -128,6 +141,27 @@ static void send_welcome(struct conn *c)
 		conn_log(c, LOG_LVL_INFO, "login ok");
 }
 
+/* Whether the login asks for a password (or a SCRAM proof) before it is let in. */
+static bool auth_checks_password(const struct core *core)
+{
+	return core->cfg->auth_type != AUTH_ANY && core->cfg->auth_type != AUTH_TRUST;
+}
+
+/* The client's database exists and takes connections; otherwise the client is told. */
+static bool database_usable(struct conn *c)
+{
+	struct database *db = database_lookup(c->core, c->db_name);
+	if (!db) {
+		login_fail(c, "3D000", "no such database: %s", c->db_name);
+		return false;
+	}
+	if (db->disabled) {
+		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
+		return false;
+	}
+	return true;
+}
+
 static void auth_ok(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
@@ -142,11 +176,10 @@ static void auth_ok(struct conn *c)
 		pg_console_welcome(c, false);
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	/* again with trust (checked at startup): cheap, and db below is never NULL */
+	if (!database_usable(c))
 		return;
-	}
+	struct database *db = database_lookup(core, c->db_name);
 	struct user *su = user_lookup(core, db->force_user ? db->force_user : c->user_name);
 	struct pool *pool = pool_get(core, db, su);
 	c->pool = pool;
@@ -263,15 +296,11 @@ static void handle_startup(struct conn *c, const uint8_t *pkt, uint32_t len, uin
 		login_fail(c, "57P03", "sluice is shutting down");
 		return;
 	}
-	struct database *db = database_lookup(core, c->db_name);
-	if (!db) {
-		login_fail(c, "3D000", "no such database: %s", c->db_name);
+	/* with a password to check, which databases exist is told only to a client that
+	 * gave it, as PostgreSQL does (and a fallback "*" entry makes no database for
+	 * one that did not) */
+	if (!auth_checks_password(core) && !database_usable(c))
 		return;
-	}
-	if (db->disabled) {
-		login_fail(c, "57P03", "database \"%s\" is disabled", c->db_name);
-		return;
-	}
 	if (admin_role_of(core, c->user_name) == ADMIN_ROLE_ADMIN)
 		c->flags |= CONN_F_ADMIN_USER;
 	start_auth(c);
@@ -323,8 +352,11 @@ static void start_auth(struct conn *c)
 		pc->phase = PGC_PASSWORD;
 		return;
 	case AUTH_MD5:
-		if (au && au->kind == SECRET_SCRAM) {
-			start_scram(c); /* an md5 challenge cannot be checked against it */
+		/* an md5 challenge cannot be checked against a SCRAM secret; an unknown
+		 * user gets what most users get, as PostgreSQL follows password_encryption */
+		if (au ? au->kind == SECRET_SCRAM
+		       : core->auth && 2 * core->auth->n_scram > core->auth->n_users) {
+			start_scram(c);
 			return;
 		}
 		if (!random_bytes(pc->login->md5_salt, 4)) {
@@ -404,20 +436,22 @@ static void handle_password(struct conn *c, const uint8_t *body, uint32_t len)
 static bool scram_secret_for_client(struct conn *c, struct scram_secret *sec)
 {
 	struct pg_client *pc = pgc(c);
+	const struct auth_file *af = c->core->auth;
+	const uint8_t *key = c->core->scram_mock_key;
+	int iterations = af ? af->scram_iterations : SCRAM_DEFAULT_ITERATIONS;
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
+	size_t salt_len;
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_SCRAM)
 		return scram_parse_secret(pc->login->secret, sec);
+	/* a stable salt here too: one that changes per attempt would single these users out */
 	if (pc->login->user_known && pc->login->secret_kind == SECRET_PLAIN)
-		return scram_secret_from_password(pc->login->secret, NULL, 0,
-		                                  SCRAM_DEFAULT_ITERATIONS, sec);
-	/* unknown user or md5 secret: run the exchange on a throwaway secret and fail it
-	 * at the end, so the client cannot tell which users exist */
-	char fake[33];
-	uint8_t rnd[16];
-	if (!random_bytes(rnd, sizeof(rnd)))
-		return false;
-	hex_encode(rnd, sizeof(rnd), fake);
+		return scram_mock_salt(key, c->user_name, salt, &salt_len) &&
+		       scram_secret_from_password(pc->login->secret, salt, salt_len, iterations,
+		                                  sec);
+	/* unknown user or md5 secret: the exchange runs on a mock secret and fails at the
+	 * proof, so the client cannot tell which users exist, and it costs no PBKDF2 */
 	pc->login->user_known = false;
-	return scram_secret_from_password(fake, NULL, 0, SCRAM_DEFAULT_ITERATIONS, sec);
+	return scram_mock_secret(key, c->user_name, iterations, sec);
 }
 
 static void handle_sasl_init(struct conn *c, const uint8_t *body, uint32_t len)
@@ -493,7 +527,7 @@ static bool have_whole(struct conn *c, uint32_t n)
 {
 	if (iobuf_unparsed(c->rbuf) >= n)
 		return true;
-	iobuf_reserve(&c->rbuf, n);
+	iobuf_grow_toward(&c->rbuf, n);
 	return false;
 }
 
@@ -575,6 +609,13 @@ static bool login_auth_message(struct conn *c)
 void pg_client_input(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
+	/* woken because the server took the last of this client's bytes: a release that
+	 * waited for them can happen now */
+	if (pc->phase == PGC_READY && !pc->console && c->link &&
+	    !(c->rbuf && iobuf_unparsed(c->rbuf))) {
+		pg_server_release_if_due(c->link);
+		return;
+	}
 	while (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf)) {
 		bool more;
 		switch (pc->phase) {
@@ -619,7 +660,8 @@ void pg_client_linked(struct conn *c)
 	pgs(s)->track = prep_applies(c);
 	struct pg_out sql;
 	pg_out_init(&sql);
-	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &sql)) {
+	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &pg_pool_state(c->pool)->welcome,
+	                        &sql)) {
 		pc->applying = true;
 		pg_server_internal_query(s, (const char *)sql.data);
 		pg_out_free(&sql);
@@ -665,7 +707,7 @@ void pg_client_arm_idle(struct conn *c)
 static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
 {
 	struct stats_counters *st = &c->pool->stats.total;
-	st->bytes_received += len + 1;
+	(void)len;
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		usec_t now = loop_now(c->core->loop);
 		if (ps->outstanding++ == 0)
@@ -715,8 +757,63 @@ static bool relay_message(struct conn *c, struct pg_server *ps, uint8_t type, ui
 		}
 	}
 	count_client_message(c, ps, type, len);
+	if (!fwd) /* consumed whole by pg_prep */
+		c->pool->stats.total.bytes_received += len + 1;
 	pgc(c)->pkt_remain = fwd;
 	return true;
+}
+
+/* Frontend message types of protocol 3.0 after login; anything else is refused here,
+ * not sent to a server that would end the session over it. */
+static bool known_frontend_type(uint8_t type)
+{
+	return type && strchr("BCcdDEfFHPQSX", type) != NULL;
+}
+
+/* Copy data with no COPY to receive it: what is left of a COPY FROM STDIN the server
+ * ended with an error. PostgreSQL ignores such messages outside COPY, so sluice drops
+ * them itself instead of asking for a server. */
+static bool stray_copy_message(uint8_t type)
+{
+	return type == 'd' || type == 'c' || type == 'f';
+}
+
+/* Client bytes that reached sluice, counted as they are moved (not as declared). */
+static void stream_client_rest(struct conn *c, bool forward)
+{
+	uint32_t n = pg_stream_rest(c->rbuf, &pgc(c)->pkt_remain, forward);
+	c->pool->stats.total.bytes_received += n;
+}
+
+/* A client holding no server: drop stray copy data, answer what pg_prep can, and lease
+ * a server at the first message that needs one. */
+static void relay_unlinked(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	uint8_t type;
+	uint32_t len;
+	while (c->state == CL_IDLE && iobuf_unparsed(c->rbuf)) {
+		if (pc->pkt_remain) {
+			stream_client_rest(c, false);
+			continue;
+		}
+		/* libpq's PQprepare between transactions must not wait for a server: a
+		 * program preparing on one connection while its others hold the pool in
+		 * open transactions would wait for itself */
+		if (prep_applies(c) && pg_prep_answer_idle(c))
+			continue;
+		if (!iobuf_unparsed(c->rbuf) || !next_header(c, &type, &len))
+			return;
+		if (!known_frontend_type(type)) {
+			client_fail(c, "08P01", "invalid frontend message type");
+			return;
+		}
+		if (!stray_copy_message(type)) {
+			pool_lease(c);
+			return;
+		}
+		pc->pkt_remain = len + 1;
+	}
 }
 
 void pg_client_relay(struct conn *c)
@@ -727,14 +824,7 @@ void pg_client_relay(struct conn *c)
 	if (!c->rbuf || c->state == CL_JUSTFREE || pc->applying)
 		return;
 	if (!c->link) {
-		/* libpq's PQprepare between transactions must not wait for a server: a
-		 * program preparing on one connection while its others hold the pool in
-		 * open transactions would wait for itself */
-		while (c->state == CL_IDLE && prep_applies(c) && pg_prep_answer_idle(c))
-			;
-		/* a server is asked for at the first message that needs one */
-		if (iobuf_unparsed(c->rbuf) && next_header(c, &type, &len) && c->state == CL_IDLE)
-			pool_lease(c);
+		relay_unlinked(c);
 		return;
 	}
 	struct conn *s = c->link;
@@ -748,10 +838,16 @@ void pg_client_relay(struct conn *c)
 	}
 	while (iobuf_unparsed(c->rbuf)) {
 		if (pc->pkt_remain) {
-			pg_stream_rest(c->rbuf, &pc->pkt_remain, true);
+			stream_client_rest(c, true);
 			continue;
 		}
-		if (!next_header(c, &type, &len) || !relay_message(c, ps, type, len))
+		if (!next_header(c, &type, &len))
+			break;
+		if (!known_frontend_type(type)) {
+			client_fail(c, "08P01", "invalid frontend message type");
+			return;
+		}
+		if (!relay_message(c, ps, type, len))
 			break;
 	}
 	if (c->state == CL_JUSTFREE)
@@ -759,4 +855,7 @@ void pg_client_relay(struct conn *c)
 	if (ps->track)
 		pg_prep_send_made_up(s);
 	conn_forward(c);
+	/* a release that waited for the end of this client's message */
+	if (c->state != CL_JUSTFREE && c->link == s)
+		pg_server_release_if_due(s);
 }

@@ -50,6 +50,7 @@ bool pg_params_set(struct pg_params *p, const char *name, const char *value)
 	}
 	p->v[p->n].name = xstrdup(name);
 	p->v[p->n].value = xstrdup(value);
+	p->v[p->n].set_by_us = false;
 	p->n++;
 	return true;
 }
@@ -64,20 +65,87 @@ void pg_params_free(struct pg_params *p)
 	memset(p, 0, sizeof(*p));
 }
 
-bool pg_build_param_sets(const struct pg_params *wanted, const struct pg_params *have,
-                         struct pg_out *sql)
+void pg_params_del(struct pg_params *p, const char *name)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (!str_ieq(p->v[i].name, name))
+			continue;
+		free(p->v[i].name);
+		free(p->v[i].value);
+		p->v[i] = p->v[--p->n];
+		return;
+	}
+}
+
+void pg_params_defaults(struct pg_params *wanted, const struct config *cfg,
+                        const struct pg_params *reported)
+{
+	for (size_t i = 0; i < reported->n; i++) {
+		const char *canon = pg_param_canonical(cfg, reported->v[i].name);
+		if (canon && !pg_params_get(wanted, canon))
+			pg_params_set(wanted, canon, reported->v[i].value);
+	}
+}
+
+void pg_params_forget_unreported(struct pg_params *have)
+{
+	for (size_t i = have->n; i-- > 0;)
+		if (have->v[i].set_by_us)
+			pg_params_del(have, have->v[i].name);
+}
+
+/* The server will not tell what it now has: remember what sluice set. */
+static void record_set_by_us(struct pg_params *have, const char *name, const char *value)
+{
+	pg_params_set(have, name, value);
+	for (size_t i = 0; i < have->n; i++)
+		if (str_ieq(have->v[i].name, name))
+			have->v[i].set_by_us = true;
+}
+
+/* One set_config() call; a NULL value resets the parameter to its default. */
+static void append_set_config(struct pg_out *sql, bool first, const char *name, const char *value)
+{
+	static const char fn[] = "pg_catalog.set_config(";
+	pg_out_bytes(sql, first ? "SELECT " : ", ", first ? 7 : 2);
+	pg_out_bytes(sql, fn, sizeof(fn) - 1);
+	pg_quote_literal(sql, name);
+	pg_out_bytes(sql, ", ", 2);
+	if (value)
+		pg_quote_literal(sql, value);
+	else
+		pg_out_bytes(sql, "NULL", 4);
+	pg_out_bytes(sql, ", false)", 8);
+}
+
+/*
+ * set_config() takes a value as the startup packet does: a list parameter such as
+ * search_path given as 's1, public' stays a list of two schemas, where SET with a
+ * quoted literal would make it one schema named "s1, public". Parameters the server
+ * does not report (not in reported) are recorded in have as they are set here, and
+ * put back to their default when the next client did not ask for them.
+ */
+bool pg_build_param_sets(const struct pg_params *wanted, struct pg_params *have,
+                         const struct pg_params *reported, struct pg_out *sql)
 {
 	bool any = false;
 	for (size_t i = 0; i < wanted->n; i++) {
-		const char *cur = pg_params_get(have, wanted->v[i].name);
-		if (cur && strcmp(cur, wanted->v[i].value) == 0)
+		const char *name = wanted->v[i].name, *value = wanted->v[i].value;
+		const char *cur = pg_params_get(have, name);
+		if (cur && strcmp(cur, value) == 0)
 			continue;
-		pg_out_bytes(sql, "SET ", 4);
-		pg_out_bytes(sql, wanted->v[i].name, strlen(wanted->v[i].name));
-		pg_out_bytes(sql, " = ", 3);
-		pg_quote_literal(sql, wanted->v[i].value);
-		pg_out_bytes(sql, ";", 1);
+		append_set_config(sql, !any, name, value);
 		any = true;
+		if (!pg_params_get(reported, name))
+			record_set_by_us(have, name, value);
+	}
+	for (size_t i = have->n; i-- > 0;) {
+		const char *name = have->v[i].name;
+		if (!have->v[i].set_by_us || pg_params_get(wanted, name))
+			continue;
+		append_set_config(sql, !any, name, NULL);
+		any = true;
+		pg_params_del(have, name);
 	}
 	if (any)
 		pg_out_u8(sql, 0);

@@ -438,12 +438,29 @@ static void ensure_prepared(struct conn *s, struct pg_stmt *st)
 
 /* --- client messages --- */
 
-static bool whole_message(struct conn *c, uint32_t len)
+/* PREP_FORWARD once the whole message is buffered, PREP_WAIT while it arrives (the
+ * buffer growing with what arrives), PREP_FAILED (client closed) when it is larger
+ * than sluice holds for one client. */
+static enum pg_prep_result whole_message(struct conn *c, uint32_t len)
 {
 	if (iobuf_unparsed(c->rbuf) >= len + 1)
-		return true;
-	iobuf_reserve(&c->rbuf, len + 1);
-	return false;
+		return PREP_FORWARD;
+	if ((uint64_t)len + 1 > (uint64_t)c->core->cfg->max_held_bytes) {
+		char msg[128];
+		snprintf(msg, sizeof(msg), "message of %u bytes is larger than max_held_bytes (%d)",
+		         len + 1, c->core->cfg->max_held_bytes);
+		client_fail(c, "08P01", msg);
+		return PREP_FAILED;
+	}
+	iobuf_grow_toward(&c->rbuf, len + 1);
+	return PREP_WAIT;
+}
+
+/* A Parse of the unnamed statement is only counted, so it streams through however
+ * large it is; one byte past the header tells. */
+static bool unnamed_parse_ahead(struct conn *c)
+{
+	return iobuf_unparsed(c->rbuf) >= 6 && iobuf_parse_ptr(c->rbuf)[5] == 0;
 }
 
 static enum pg_prep_result malformed(struct conn *c, const char *what)
@@ -484,15 +501,16 @@ static enum pg_prep_result client_parse(struct conn *c, struct conn *s, uint32_t
 {
 	struct pg_server *ps = pgs(s);
 	struct parse_msg pm;
-	if (!whole_message(c, len))
-		return PREP_WAIT;
-	if (!read_parse(iobuf_parse_ptr(c->rbuf) + 5, len - 4, &pm))
-		return malformed(c, "Parse");
-	if (!pm.name[0]) {
+	if (unnamed_parse_ahead(c)) {
 		q_push(ps, 'P', PQ_FORWARD, NULL);
 		s->pool->stats.total.server_parses++;
 		return PREP_FORWARD;
 	}
+	enum pg_prep_result w = whole_message(c, len);
+	if (w != PREP_FORWARD)
+		return w;
+	if (!read_parse(iobuf_parse_ptr(c->rbuf) + 5, len - 4, &pm))
+		return malformed(c, "Parse");
 	struct pg_stmt *st = stmt_get(pm.rest, pm.rest_len);
 	cmap_set(&pgc(c)->prepared, pm.name, stmt_ref(st));
 	if (ps->skipping || scache_touch(&ps->prepared, st))
@@ -615,8 +633,9 @@ static enum pg_prep_result client_describe_close(struct conn *c, struct conn *s,
 	struct pg_server *ps = pgs(s);
 	if (len > NAME_SCAN_MAX)
 		return malformed(c, type == 'D' ? "Describe" : "Close");
-	if (!whole_message(c, len))
-		return PREP_WAIT;
+	enum pg_prep_result w = whole_message(c, len);
+	if (w != PREP_FORWARD)
+		return w;
 	const uint8_t *body = iobuf_parse_ptr(c->rbuf) + 5;
 	long nlen = len >= 5 ? str_in(body + 1, len - 5) : -1;
 	if (nlen < 0)

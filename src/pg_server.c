@@ -315,6 +315,8 @@ static void internal_done(struct conn *s)
 	if (ps->phase == PGS_CONNECT_QUERY || ps->phase == PGS_RESET) {
 		bool reset = ps->phase == PGS_RESET;
 		ps->phase = PGS_READY;
+		if (reset) /* RESET ALL or DISCARD ALL put every parameter back */
+			pg_params_forget_unreported(&ps->params);
 		if (ps->internal_failed) {
 			conn_log(s, LOG_LVL_WARNING, "%s failed: %s",
 			         reset ? "server_reset_query" : "connect_query",
@@ -330,6 +332,8 @@ static void internal_done(struct conn *s)
 		return;
 	pgc(c)->applying = false;
 	if (ps->internal_failed) {
+		/* what sluice recorded of unreported parameters may not have happened */
+		s->flags |= CONN_F_CLOSE_NEEDED;
 		/* the client's startup values were invalid: as PostgreSQL, refuse them */
 		client_fail(c, ps->internal_code[0] ? ps->internal_code : "22023",
 		            ps->internal_error ? ps->internal_error : "invalid parameter value");
@@ -506,7 +510,14 @@ static void finish_release(struct conn *s, struct pg_server *ps)
 		return;
 	}
 	/* the client has not taken every reply yet (some may wait in its own output) */
-	if (!ps->release_pending || iobuf_unsent(s->rbuf) || (c->wbuf && iobuf_unsent(c->wbuf)))
+	if (!ps->release_pending || (s->rbuf && iobuf_unsent(s->rbuf)) ||
+	    (c->wbuf && iobuf_unsent(c->wbuf)))
+		return;
+	/* nor is it between two messages with all it sent delivered: the rest of a
+	 * message (a CopyData still streaming after a failed COPY) or bytes the server has
+	 * not taken yet would reach the next client's server. The client's relay releases
+	 * once its message is through. */
+	if (pgc(c)->pkt_remain || (c->rbuf && iobuf_unsent(c->rbuf)))
 		return;
 	ps->release_pending = false;
 	pool_release(c);
@@ -514,6 +525,13 @@ static void finish_release(struct conn *s, struct pg_server *ps)
 	/* what the client pipelined after its last Sync needs a server of its own */
 	if (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf))
 		pg_client_relay(c);
+}
+
+void pg_server_release_if_due(struct conn *s)
+{
+	struct pg_server *ps = pgs(s);
+	if (s->state != SV_JUSTFREE && s->link && (ps->release_pending || ps->statement_violation))
+		finish_release(s, ps);
 }
 
 static void relay_msg(struct conn *s, uint8_t type, const uint8_t *body, uint32_t len)
@@ -573,7 +591,9 @@ void pg_server_input(struct conn *s)
 		struct iobuf *b = s->rbuf;
 		bool forward = s->link && !ps->internal && ps->phase == PGS_READY;
 		if (ps->pkt_remain) {
-			pg_stream_rest(b, &ps->pkt_remain, forward);
+			uint32_t n = pg_stream_rest(b, &ps->pkt_remain, forward);
+			if (forward)
+				s->pool->stats.total.bytes_sent += n;
 			continue;
 		}
 		if (forward && ps->track)
@@ -590,11 +610,9 @@ void pg_server_input(struct conn *s)
 		}
 		bool whole = message_needed_whole(s, type) && len + 1 <= SERVER_WHOLE_MSG_MAX;
 		if (whole && iobuf_unparsed(b) < len + 1) {
-			iobuf_reserve(&s->rbuf, len + 1);
+			iobuf_grow_toward(&s->rbuf, len + 1);
 			break;
 		}
-		if (forward)
-			s->pool->stats.total.bytes_sent += len + 1;
 		bool swallow = forward && ps->track && pg_prep_server_reply(s, type);
 		if (!whole) {
 			ps->pkt_remain = len + 1;
@@ -606,18 +624,17 @@ void pg_server_input(struct conn *s)
 		/* the relay decision is made on the state before the message was handled;
 		 * a ReadyForQuery that opened a transaction in statement mode is replaced
 		 * by the error the client gets */
-		if (forward && s->rbuf == b && !ps->statement_violation && !swallow)
+		if (forward && s->rbuf == b && !ps->statement_violation && !swallow) {
 			iobuf_mark_send(b, len + 1);
-		else if (s->rbuf == b)
+			s->pool->stats.total.bytes_sent += len + 1;
+		} else if (s->rbuf == b)
 			iobuf_swallow(b, len + 1);
 	}
 	if (s->state != SV_JUSTFREE && s->link) {
 		if (ps->track)
 			pg_prep_send_made_up(s);
 		conn_forward(s);
-		if (s->state != SV_JUSTFREE && s->link && s->rbuf &&
-		    (ps->release_pending || ps->statement_violation))
-			finish_release(s, ps);
+		pg_server_release_if_due(s);
 	}
 }
 

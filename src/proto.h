@@ -22,7 +22,8 @@ struct proto_ops {
 	void (*client_input)(struct conn *client);
 	/* A server was attached to the client by the pool (client->link is set). */
 	void (*client_linked)(struct conn *client);
-	/* Tell the client about an error; fatal ones are followed by a close by the caller. */
+	/* Tell the client about an error; fatal ones are followed by a close by the caller.
+	 * msg may quote client-supplied names: the writer escapes it (str_escape). */
 	void (*client_error)(struct conn *client, const char *sqlstate, const char *msg,
 	                     bool fatal);
 

@@ -328,6 +328,33 @@ bool scram_secret_from_password(const char *password, const uint8_t *salt, size_
 	return ok;
 }
 
+bool scram_mock_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user,
+                     uint8_t salt[SCRAM_MAX_SALT_LEN], size_t *salt_len)
+{
+	uint8_t mac[SCRAM_KEY_LEN];
+	if (!hmac_sha256(key, user, strlen(user), mac))
+		return false;
+	/* as long as the salts sluice and PostgreSQL generate, so it does not stand out */
+	memcpy(salt, mac, SCRAM_DEFAULT_SALT_LEN);
+	*salt_len = SCRAM_DEFAULT_SALT_LEN;
+	OPENSSL_cleanse(mac, sizeof(mac));
+	return true;
+}
+
+bool scram_mock_secret(const uint8_t key[SCRAM_KEY_LEN], const char *user, int iterations,
+                       struct scram_secret *out)
+{
+	struct scram_secret s = {.iterations = iterations};
+	/* keys no password derives: a proof would need a preimage of StoredKey */
+	bool ok = scram_mock_salt(key, user, s.salt, &s.salt_len) &&
+	          hmac_sha256(key, "mock StoredKey", 14, s.stored_key) &&
+	          hmac_sha256(key, "mock ServerKey", 14, s.server_key) && secret_ok(&s);
+	if (ok)
+		*out = s;
+	OPENSSL_cleanse(&s, sizeof(s));
+	return ok;
+}
+
 /* ---------- server side ---------- */
 
 bool scram_server_set_nonce(struct scram_server *st, const char *server_nonce)

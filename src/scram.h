@@ -41,6 +41,19 @@ bool scram_secret_from_password(const char *password, const uint8_t *salt, size_
                                 int iterations, struct scram_secret *out) WARN_UNUSED;
 
 /*
+ * The secret shown to a client whose user sluice cannot verify by SCRAM (unknown,
+ * or stored as md5), as PostgreSQL's scram_mock_salt: the salt is HMAC(key, user),
+ * so it is the same on every attempt and differs between users, the iteration count
+ * is the one real secrets carry, and no PBKDF2 runs, so the exchange costs what a
+ * real user's does. key is random per process; the keys verify no proof.
+ */
+bool scram_mock_secret(const uint8_t key[SCRAM_KEY_LEN], const char *user, int iterations,
+                       struct scram_secret *out) WARN_UNUSED;
+/* The salt alone, for a plaintext secret that needs a stable one (salt_len bytes). */
+bool scram_mock_salt(const uint8_t key[SCRAM_KEY_LEN], const char *user,
+                     uint8_t salt[SCRAM_MAX_SALT_LEN], size_t *salt_len) WARN_UNUSED;
+
+/*
  * --- verifying a client (sluice is the SCRAM server) ---
  * The state must be zeroed before step 1 (e.g. "= {0}"); scram_server_clear leaves
  * it zeroed. Every step returns false, without crashing, on any malformed input.

@@ -121,3 +121,69 @@ void hex_encode(const uint8_t *in, size_t n, char *out)
 	}
 	out[2 * n] = '\0';
 }
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) with its code point, or 0. A terminator
+ * inside the sequence fails the continuation test, so p is never read past it. */
+static size_t utf8_char(const unsigned char *p, uint32_t *cp)
+{
+	size_t n;
+	uint32_t v, min;
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2, v = p[0] & 0x1fu, min = 0x80;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3, v = p[0] & 0x0fu, min = 0x800;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4, v = p[0] & 0x07u, min = 0x10000;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (p[i] & 0x3fu);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+static bool is_control(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+char *str_escape(char *dst, size_t size, const char *src)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)src;
+	size_t o = 0;
+	if (!size)
+		return dst;
+	while (*p) {
+		uint32_t cp;
+		size_t n = utf8_char(p, &cp);
+		bool esc = n == 0 || is_control(cp);
+		size_t take = n ? n : 1, need = esc ? 4 * take : take;
+		if (o + need >= size)
+			break;
+		for (size_t i = 0; i < take; i++) {
+			if (esc) {
+				dst[o++] = '\\';
+				dst[o++] = 'x';
+				dst[o++] = digits[p[i] >> 4];
+				dst[o++] = digits[p[i] & 15];
+			} else {
+				dst[o++] = (char)p[i];
+			}
+		}
+		p += take;
+	}
+	dst[o] = '\0';
+	return dst;
+}

@@ -94,5 +94,15 @@ bool mem_equal_ct(const void *a, const void *b, size_t n);
 bool random_bytes(void *buf, size_t n) WARN_UNUSED;
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void hex_encode(const uint8_t *in, size_t n, char *out);
+/*
+ * Copies src into dst (size bytes, always terminated) for a log line or an error
+ * message: C0 and C1 control characters, DEL and bytes that are not well-formed
+ * UTF-8 become "\xNN", so a client-supplied name cannot start a new log line or
+ * drive a terminal; valid UTF-8 text is kept as it is. Output that does not fit is
+ * cut before a whole escape or character, never inside one. Returns dst.
+ */
+char *str_escape(char *dst, size_t size, const char *src);
+/* Worst-case size str_escape needs for a source of n bytes, terminator included. */
+#define STR_ESCAPE_SIZE(n) ((n)*4 + 1)
 
 #endif

@@ -297,6 +297,35 @@ START_TEST(test_reserve_compacts)
 }
 END_TEST
 
+/* A held message declaring a huge length: the buffer grows only when full, at most
+ * doubling, so memory follows the bytes received, and stops at the declared size. */
+START_TEST(test_grow_toward_follows_received_bytes)
+{
+	struct iobuf *b = iobuf_get();
+	const uint32_t declared = 0x3fffffffu;
+	iobuf_grow_toward(&b, declared); /* empty: room left, nothing to grow */
+	ck_assert_uint_eq(b->size, DEFAULT_SIZE);
+	uint32_t received = 0;
+	for (int round = 0; round < 6; round++) {
+		uint32_t n = iobuf_free_space(b);
+		uint8_t *fill = calloc(1, n);
+		fake_recv(b, fill, n);
+		free(fill);
+		received += n;
+		uint32_t before = b->size;
+		iobuf_grow_toward(&b, declared);
+		CHECK_INV(b);
+		ck_assert_uint_eq(iobuf_unparsed(b), received);
+		ck_assert_uint_le(b->size, 2 * before);
+		ck_assert_uint_gt(iobuf_free_space(b), 0);
+	}
+	ck_assert_uint_le(b->size, 2 * received);
+	iobuf_grow_toward(&b, received + 10); /* near the end: exactly what is left */
+	ck_assert_uint_ge(b->size - b->done, received + 10);
+	iobuf_put(b);
+}
+END_TEST
+
 /* A message bigger than the buffer: grows, keeps the bytes and the cursor distances. */
 struct reserve_case {
 	uint32_t sent, pending, unparsed, need;
@@ -676,6 +705,7 @@ static Suite *iobuf_suite(void)
 	TCase *tc = tcase_create("cursors");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_get_is_empty);
+	tcase_add_test(tc, test_grow_toward_follows_received_bytes);
 	tcase_add_test(tc, test_valid_rejects_broken_cursors);
 	tcase_add_test(tc, test_mark_send);
 	tcase_add_test(tc, test_swallow_nothing_pending);

@@ -844,6 +844,35 @@ START_TEST(test_user_escaping)
 }
 END_TEST
 
+START_TEST(test_mock_secret)
+{
+	uint8_t key[SCRAM_KEY_LEN], key2[SCRAM_KEY_LEN];
+	struct scram_secret a, a2, b, other_key;
+	struct scram_client cl = {.password = ""};
+	struct scram_server sv = {0};
+
+	memset(key, 7, sizeof(key));
+	memset(key2, 8, sizeof(key2));
+	ck_assert(scram_mock_secret(key, "nobody", 4096, &a));
+	ck_assert(scram_mock_secret(key, "nobody", 4096, &a2));
+	ck_assert(scram_mock_secret(key, "nobody2", 4096, &b));
+	ck_assert(scram_mock_secret(key2, "nobody", 10000, &other_key));
+	/* stable per user and key, as long as a real salt, the count asked for */
+	ck_assert_uint_eq(a.salt_len, 16);
+	ck_assert_int_eq(a.iterations, 4096);
+	ck_assert_int_eq(other_key.iterations, 10000);
+	ck_assert(memcmp(a.salt, a2.salt, a.salt_len) == 0);
+	ck_assert(memcmp(a.salt, b.salt, a.salt_len) != 0);
+	ck_assert(memcmp(a.salt, other_key.salt, a.salt_len) != 0);
+	/* no password opens it, the empty one included */
+	ck_assert(!login(&cl, &sv, &a));
+	ck_assert(!sv.have_client_key);
+	scram_client_clear(&cl);
+	scram_server_clear(&sv);
+	ck_assert(!scram_mock_secret(key, "nobody", 0, &a));
+}
+END_TEST
+
 static Suite *scram_suite(void)
 {
 	Suite *s = suite_create("scram");
@@ -865,6 +894,7 @@ static Suite *scram_suite(void)
 	tcase_add_test(tc, test_channel_binding_y_login);
 	tcase_add_test(tc, test_nonce_hooks);
 	tcase_add_test(tc, test_user_escaping);
+	tcase_add_test(tc, test_mock_secret);
 	suite_add_tcase(s, tc);
 
 	tcase_set_timeout(bad, 30);
