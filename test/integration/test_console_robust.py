@@ -163,14 +163,14 @@ def test_console_reachable_while_queries_drain(make_pooler, pg, how):
     c = au.client(p)
     try:
         pid = au.backend_pid(c)
-        t, r = au.run_in_thread(lambda: c.execute("select pg_sleep(3), 'finished'").fetchone()[1])
+        t, r = au.run_in_thread(lambda: c.execute("select pg_sleep(5), 'finished'").fetchone()[1])
         au.wait_query_running(pg, pid)
         start_drain(p, how)
         console_reachable(p)
         assert refused(p), "an ordinary client was let in during the drain"
         console_reachable(p)
         assert "v" not in r, "the query ended before the console was checked: %r" % r
-        assert au.finished(t, r, 10) and r["v"] == "finished", r
+        assert au.finished(t, r, 15) and r["v"] == "finished", r
         assert p.wait_exit(10) == 0, "did not exit cleanly once the query finished"
     finally:
         c.close()
@@ -224,7 +224,7 @@ def test_wait_for_servers_refuses_clients_needing_a_server(make_pooler, pg):
     adm = au.console(p)
     try:
         pid = au.backend_pid(busy)
-        t, r = au.run_in_thread(lambda: busy.execute("select pg_sleep(3), 'finished'").fetchone()[1])
+        t, r = au.run_in_thread(lambda: busy.execute("select pg_sleep(5), 'finished'").fetchone()[1])
         au.wait_query_running(pg, pid)
         holder.execute("select 1")  # session mode: keeps the second server, idle
         # the pool is full: this one waits in the queue when the shutdown starts
@@ -241,7 +241,7 @@ def test_wait_for_servers_refuses_clients_needing_a_server(make_pooler, pg):
             text = shutting_down_error(lambda: cl.execute("select 'new'"))
             assert "server shutting down" in text, text
         assert "v" not in r, "the running query should still run: %r" % r
-        assert au.finished(t, r, 10) and r["v"] == "finished", r
+        assert au.finished(t, r, 15) and r["v"] == "finished", r
         assert p.wait_exit(10) == 0
     finally:
         for cl in (busy, holder, later, waiter, adm):
