@@ -22,7 +22,7 @@ TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration fuzz-isolation bench bench-transaction bench-idle format format-check clean distclean
+.PHONY: all check check-unit check-integration integration-deps fuzz-isolation bench bench-transaction bench-idle format format-check clean distclean
 
 all: src/sluice
 
@@ -48,7 +48,10 @@ check-unit: $(UNIT_BINS)
 test/tools/%: test/tools/%.c
 	$(CC) -std=c11 -D_GNU_SOURCE -g -O2 $(WARN) $(SAN_FLAGS) $(LIBPQ_CFLAGS) -o $@ $< $(LIBPQ_LIBS) $(LDFLAGS_ALL)
 
-check-integration: src/sluice $(TOOL_BINS)
+# what the integration tests run (contrib/test.sh builds it, then calls pytest itself)
+integration-deps: src/sluice $(TOOL_BINS)
+
+check-integration: integration-deps
 	$(PYTEST) -q test/integration $(PYTEST_ARGS)
 
 # the isolation fuzz test of the integration suite, run longer (60 s in check-integration)

@@ -8,7 +8,8 @@
 # Installs what is missing (contrib/deps.sh), builds sluice (./autogen.sh, ./configure,
 # make; each only when needed), starts PostgreSQL 15 in a temp dir on a free loopback
 # port with a demo user and database, writes a pgbouncer.ini-format config and runs
-# sluice in the foreground on 127.0.0.1:6432. It prints the psql line to connect first.
+# sluice in the foreground on 127.0.0.1:6432. It prints the psql lines to connect first:
+# to the demo database, and to the admin console (user admin, in the throwaway auth file).
 # Ctrl-C stops sluice and PostgreSQL and removes the temp dir.
 #
 # Environment:
@@ -32,6 +33,12 @@ BUILD=1
 if [ -n "${SLUICE_BIN:-}" ]; then BUILD=0; else SLUICE_BIN=$ROOT/src/sluice; fi
 DEMO_USER=demo
 DEMO_PASSWORD=demo
+ADMIN_USER=admin # the console's (admin_users); exists only in the throwaway auth file
+ADMIN_PASSWORD=admin
+POOL_SIZE=5
+# pgbench clients: in session mode each holds a server for its whole run, so no more
+# than the pool has (more would wait); otherwise twice as many share the pool
+if [ "$QUICKSTART_MODE" = session ]; then BENCH_CLIENTS=$POOL_SIZE; else BENCH_CLIENTS=$((2 * POOL_SIZE)); fi
 
 if [ -t 2 ]; then
 	say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -147,14 +154,17 @@ case $(basename "$SLUICE_BIN") in
 pgbouncer*) SECTION=pgbouncer ;;
 *) SECTION=sluice ;;
 esac
-case $QUICKSTART_AUTH in
-md5) SECRET=md5$(printf '%s' "$DEMO_PASSWORD$DEMO_USER" | md5sum | cut -d' ' -f1) ;;
-*) SECRET=$DEMO_PASSWORD ;;
-esac
+secret() { # user password
+	case $QUICKSTART_AUTH in
+	md5) printf 'md5%s' "$(printf '%s' "$2$1" | md5sum | cut -d' ' -f1)" ;;
+	*) printf '%s' "$2" ;;
+	esac
+}
 CONF=$PGTMP_DIR/sluice.ini
 cat >"$PGTMP_DIR/userlist.txt" <<EOF
 ;; "user" "password": plaintext, "md5" + md5(password || user), or a SCRAM secret
-"$DEMO_USER" "$SECRET"
+"$DEMO_USER" "$(secret "$DEMO_USER" "$DEMO_PASSWORD")"
+"$ADMIN_USER" "$(secret "$ADMIN_USER" "$ADMIN_PASSWORD")"
 EOF
 cat >"$CONF" <<EOF
 ;; sluice quickstart config: PgBouncer's pgbouncer.ini format ([$SECTION] may also be
@@ -170,8 +180,9 @@ unix_socket_dir = $PGTMP_DIR
 auth_type = $QUICKSTART_AUTH
 auth_file = $PGTMP_DIR/userlist.txt
 pool_mode = $QUICKSTART_MODE
-default_pool_size = 5
+default_pool_size = $POOL_SIZE
 max_client_conn = 100
+admin_users = $ADMIN_USER
 EOF
 pgtmp_give "$CONF" "$PGTMP_DIR/userlist.txt"
 EXE=$(pgtmp_exe "$SLUICE_BIN") || exit 1
@@ -187,7 +198,10 @@ cat >&2 <<EOF
   then for example:  SELECT * FROM greeting;
   load it:           export PGPASSWORD=$DEMO_PASSWORD
                      pgbench -i -h 127.0.0.1 -p $SLUICE_PORT -U $DEMO_USER demo
-                     pgbench -S -c 10 -T 10 -h 127.0.0.1 -p $SLUICE_PORT -U $DEMO_USER demo
+                     pgbench -S -c $BENCH_CLIENTS -T 10 -h 127.0.0.1 -p $SLUICE_PORT -U $DEMO_USER demo
+                     ($BENCH_CLIENTS clients, pool of $POOL_SIZE servers)
+  admin console:     psql "host=127.0.0.1 port=$SLUICE_PORT dbname=pgbouncer user=$ADMIN_USER password=$ADMIN_PASSWORD"
+                     then SHOW HELP;  SHOW POOLS;  SHOW CLIENTS;
   config:            $CONF
 
   Ctrl-C stops $(basename "$SLUICE_BIN") and PostgreSQL and removes the temp dir.

@@ -385,13 +385,15 @@ static void cmd_shutdown(struct core *core, struct conn *c, const struct admin_w
 	admin_begin_shutdown(core, st, "SHUTDOWN from the admin console");
 }
 
+/* The listeners stay open until the process exits, so an operator can still log in
+ * to the console and watch the drain; other logins are refused (pg_client.c). */
 void admin_begin_shutdown(struct core *core, int st, const char *why)
 {
 	log_info("%s", why);
-	if (core->run_state == RUN_NORMAL)
-		listen_close_all(core);
 	if (core->run_state == RUN_NORMAL || st == RUN_EXIT)
 		core->run_state = (enum run_state)st;
+	if (core->run_state == RUN_WAIT_SERVERS)
+		pool_fail_waiting(core, "57P01", "server shutting down");
 	core_check_shutdown(core);
 }
 

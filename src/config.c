@@ -749,11 +749,34 @@ bool config_setting_get(const struct config *cfg, size_t idx, struct config_sett
 	return true;
 }
 
+/*
+ * For a key of main_restricted: 1 if value is one that is safe to ignore, 0 (with the
+ * refusal in err) if not; -1 for any other key.
+ */
+static int restricted_value(const char *name, const char *value, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(main_restricted); i++) {
+		if (!str_ieq(main_restricted[i].name, name))
+			continue;
+		if (word_in_list(main_restricted[i].accept, value))
+			return 1;
+		char why[160];
+		snprintf(why, sizeof(why), "not supported, %s", main_restricted[i].why);
+		invalid_value(err, errlen, main_restricted[i].name, 0, value, why);
+		return 0;
+	}
+	return -1;
+}
+
 bool config_set(struct config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
 	const struct cf_setting *s = find_setting(key);
 	char why[160];
 	if (!s) {
+		/* what the file accepts for an unimplemented key (sslmode disable) */
+		int r = restricted_value(key, value, err, errlen);
+		if (r >= 0)
+			return r;
 		if (main_unsupported(key))
 			snprintf(err, errlen, "setting '%s' is not supported by sluice", key);
 		else
@@ -950,13 +973,8 @@ static void PRINTF_LIKE(2, 3) load_warn(struct load_ctx *c, const char *fmt, ...
  */
 static bool ignored_key(struct load_ctx *c, const char *what, const char *name, const char *value)
 {
-	for (size_t i = 0; !what[0] && i < ARRAY_SIZE(main_restricted); i++) {
-		if (!str_ieq(main_restricted[i].name, name) ||
-		    word_in_list(main_restricted[i].accept, value))
-			continue;
-		char why[160], msg[400];
-		snprintf(why, sizeof(why), "not supported, %s", main_restricted[i].why);
-		invalid_value(msg, sizeof(msg), main_restricted[i].name, 0, value, why);
+	char msg[400];
+	if (!what[0] && restricted_value(name, value, msg, sizeof(msg)) == 0) {
 		load_fail(c, "%s", msg);
 		return false;
 	}

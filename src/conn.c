@@ -225,9 +225,23 @@ void conn_trim_buffers(struct conn *c)
 	}
 }
 
+/* A console stops reading while its replies back up (pg_admin.c); once they are all
+ * out, it reads and runs the commands it holds again. */
+static bool console_drained(struct conn *c)
+{
+	if (!(c->flags & CONN_F_ADMIN) || !(c->flags & CONN_F_READ_PAUSED) ||
+	    conn_output_pending(c))
+		return false;
+	conn_pause_read(c, false);
+	c->proto->client_input(c);
+	return true;
+}
+
 static void on_writable(struct conn *c)
 {
 	if (!flush_generated(c))
+		return;
+	if (console_drained(c))
 		return;
 	struct conn *src = c->link;
 	if (peer_waits(c)) {

@@ -609,6 +609,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sluice: %s\n", err);
 		return 1;
 	}
+	if (opts.daemon && !core.cfg->logfile[0] && !core.cfg->syslog) {
+		/* a daemon has no stderr: it would run with every log line discarded */
+		fprintf(stderr, "sluice: -d needs logfile or syslog set in %s\n", opts.config);
+		config_free(core.cfg);
+		free(core.config_path);
+		return 1;
+	}
 	if (!setup_logging(core.cfg, &opts))
 		return 1;
 	core.auth = load_auth(core.cfg, &ok);

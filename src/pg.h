@@ -83,9 +83,10 @@ struct pg_client {
 	struct pg_cmap prepared; /* named statements, when pg_prep is on */
 	/* admin console */
 	bool console;
-	bool console_busy; /* a command is running: later ones wait */
-	bool console_skip; /* skipping extended-protocol messages up to Sync */
-	int console_role;  /* enum admin_role */
+	bool console_busy;    /* a command is running: later ones wait */
+	bool console_skip;    /* skipping extended-protocol messages up to Sync */
+	bool console_looping; /* pg_console_input is on the stack: it takes the next one */
+	int console_role;     /* enum admin_role */
 };
 
 enum pgs_phase {

@@ -18,6 +18,8 @@
 #include "pg.h"
 #include "pool.h"
 
+static void console_continue_later(struct conn *c);
+
 /* --- the result writer --- */
 
 static uint32_t type_oid(enum admin_col_type t, int16_t *len)
@@ -138,9 +140,10 @@ static void w_ready(struct conn *c)
 	pg_send_out(c, &o);
 	pg_out_free(&o);
 	pgc(c)->console_busy = false;
-	/* the next command may already be buffered */
-	if (c->rbuf && iobuf_unparsed(c->rbuf))
-		pg_console_input(c);
+	/* a command that waited (PAUSE, WAIT_CLOSE) ended outside the input loop: what is
+	 * buffered behind it runs on a later wake-up, never from down here */
+	if (!pgc(c)->console_looping)
+		console_continue_later(c);
 }
 
 static const struct admin_writer pg_admin_writer = {
@@ -240,33 +243,101 @@ static void console_extended(struct conn *c, uint8_t type)
 	}
 }
 
+/*
+ * Commands are taken in a loop, never by recursion, and each wake-up runs at most
+ * CONSOLE_BATCH of them: a pipeline of any length leaves other clients their turn.
+ * Once CONSOLE_BACKLOG reply bytes wait for the client, no command runs (and the
+ * socket is not read) until the client has taken them, so output stays bounded.
+ */
+#define CONSOLE_BATCH   100
+#define CONSOLE_BACKLOG (64 * 1024)
+
+static uint32_t console_backlog(const struct conn *c)
+{
+	return c->wbuf ? iobuf_unsent(c->wbuf) : 0;
+}
+
+/* True while a command may run now: one is buffered and none is running. */
+static bool console_can_run(const struct conn *c)
+{
+	return c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf) &&
+	       !pgc(c)->console_busy;
+}
+
+static void console_continue(struct loop *l, struct loop_timer *t, void *arg)
+{
+	struct conn *c = arg;
+	(void)l;
+	(void)t;
+	/* the replies so far did not all fit in the socket: wait until they are out
+	 * (conn.c gives the console its input again then) */
+	if (console_backlog(c) >= CONSOLE_BACKLOG) {
+		conn_pause_read(c, true);
+		return;
+	}
+	pg_console_input(c);
+}
+
+/* The console's timer is free after login: it carries the rest of a pipeline. */
+static void console_continue_later(struct conn *c)
+{
+	if (console_can_run(c))
+		loop_timer_start(c->core->loop, &c->timer, 1, 0, console_continue, c);
+}
+
+/* Runs the next buffered message; false when the loop must stop (incomplete, or the
+ * client was closed). */
+static bool console_message(struct conn *c)
+{
+	struct pg_client *pc = pgc(c);
+	uint8_t type;
+	uint32_t len;
+	if (!pg_client_header(c, &type, &len))
+		return false;
+	if (type == 'X') {
+		client_close(c, "client sent Terminate");
+		return false;
+	}
+	if (len > PG_LOGIN_MSG_MAX) {
+		client_fail(c, "54000", "console command too long");
+		return false;
+	}
+	if (iobuf_unparsed(c->rbuf) < len + 1) {
+		iobuf_grow_toward(&c->rbuf, len + 1);
+		return false;
+	}
+	uint8_t *msg = xmalloc(len + 1);
+	memcpy(msg, iobuf_parse_ptr(c->rbuf), len + 1);
+	iobuf_swallow(c->rbuf, len + 1);
+	if (type == 'Q' && !pc->console_skip)
+		console_query(c, msg + 5, len - 4);
+	else if (type != 'Q')
+		console_extended(c, type);
+	free(msg);
+	return true;
+}
+
 void pg_console_input(struct conn *c)
 {
 	struct pg_client *pc = pgc(c);
-	while (c->state != CL_JUSTFREE && c->rbuf && iobuf_unparsed(c->rbuf) && !pc->console_busy) {
-		uint8_t type;
-		uint32_t len;
-		if (!pg_client_header(c, &type, &len))
-			return;
-		if (type == 'X') {
-			client_close(c, "client sent Terminate");
-			return;
+	bool bounded = false;
+	if (pc->console_looping)
+		return; /* the loop below is already taking the messages */
+	pc->console_looping = true;
+	for (unsigned n = 0; console_can_run(c); n++) {
+		if (n == CONSOLE_BATCH || console_backlog(c) >= CONSOLE_BACKLOG) {
+			bounded = true;
+			break;
 		}
-		if (len > PG_LOGIN_MSG_MAX) {
-			client_fail(c, "54000", "console command too long");
-			return;
-		}
-		if (iobuf_unparsed(c->rbuf) < len + 1) {
-			iobuf_grow_toward(&c->rbuf, len + 1);
-			return;
-		}
-		uint8_t *msg = xmalloc(len + 1);
-		memcpy(msg, iobuf_parse_ptr(c->rbuf), len + 1);
-		iobuf_swallow(c->rbuf, len + 1);
-		if (type == 'Q' && !pc->console_skip)
-			console_query(c, msg + 5, len - 4);
-		else if (type != 'Q')
-			console_extended(c, type);
-		free(msg);
+		if (!console_message(c))
+			break;
 	}
+	pc->console_looping = false;
+	if (c->state == CL_JUSTFREE)
+		return;
+	if (bounded)
+		console_continue_later(c);
+	/* reading stopped for a full buffer or a backlog that is gone now */
+	if ((c->flags & CONN_F_READ_PAUSED) && console_backlog(c) < CONSOLE_BACKLOG)
+		conn_pause_read(c, false);
 }

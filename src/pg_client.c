@@ -833,9 +833,12 @@ void pg_client_relay(struct conn *c)
 	struct conn *s = c->link;
 	struct pg_server *ps = pgs(s);
 	loop_timer_stop(c->core->loop, &c->timer); /* client_idle_timeout */
-	/* shutting down after running queries: start no new one */
-	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(s) && !pc->pkt_remain)
+	/* shutting down after running queries: start no new one, and say so */
+	if (c->core->run_state == RUN_WAIT_SERVERS && pg_server_clean(s) && !pc->pkt_remain) {
+		if (iobuf_unparsed(c->rbuf) && next_header(c, &type, &len))
+			client_fail(c, "57P01", "server shutting down");
 		return;
+	}
 	while (iobuf_unparsed(c->rbuf)) {
 		if (pc->pkt_remain) {
 			stream_client_rest(c, true);

@@ -509,6 +509,11 @@ void pool_lease(struct conn *client)
 	if (client->link)
 		return;
 	loop_timer_stop(core->loop, &client->timer); /* client_idle_timeout ends here */
+	/* the shutdown waits for running queries only: none starts (PgBouncer's words) */
+	if (core->run_state == RUN_WAIT_SERVERS) {
+		client_fail(client, "57P01", "server shutting down");
+		return;
+	}
 	bool first = client->state != CL_WAIT_LOGIN && client->state != CL_WAITING;
 	if (first)
 		client_set_state(client, CL_WAITING);
@@ -1574,6 +1579,18 @@ void pool_wake_database(struct core *core, struct database *db)
 void pool_mark_close_needed(struct core *core, struct database *db)
 {
 	mark_db_servers_close(core, db);
+}
+
+void pool_fail_waiting(struct core *core, const char *sqlstate, const char *msg)
+{
+	struct list *it;
+	list_for_each(it, &core->pools)
+	{
+		struct pool *pool = list_entry(it, struct pool, node);
+		while (!list_empty(&pool->waiting))
+			client_fail(list_entry(pool->waiting.next, struct conn, node), sqlstate,
+			            msg);
+	}
 }
 
 void pool_kill_database(struct core *core, struct database *db)

@@ -159,6 +159,8 @@ void pool_mark_close_needed(struct core *core, struct database *db); /* RECONNEC
 void pool_kill_database(struct core *core, struct database *db);     /* KILL */
 void pool_suspend_all(struct core *core, bool suspend);              /* SUSPEND/RESUME */
 struct conn *pool_find_client_by_id(struct core *core, uint64_t id);
+/* Closes every client waiting for a server with this error (SHUTDOWN WAIT_FOR_SERVERS). */
+void pool_fail_waiting(struct core *core, const char *sqlstate, const char *msg);
 /* Console clients: counted apart, kept on core->admin_clients. */
 void pool_client_enter_admin(struct core *core, struct conn *client);
 

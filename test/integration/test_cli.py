@@ -95,3 +95,32 @@ def test_verbose_adds_debug_lines(make_pooler):
     helpers.wait_for(lambda: " DEBUG " in loud.log(), 10, what="debug lines with -v")
     helpers.wait_for(lambda: "closing because" in quiet.log(), 10, what="quiet log")
     assert " DEBUG " not in quiet.log()
+
+
+@pytest.mark.parametrize("keep", [None, "syslog"])
+def test_daemon_needs_a_log_destination(make_pooler, keep):
+    # without logfile or syslog a daemon would discard every log line: refused,
+    # unless syslog takes them
+    settings = {"logfile": None, "pidfile": None}
+    if keep == "syslog":
+        settings["syslog"] = 1
+    p = make_pooler(start=False, settings=settings)
+    pidfile = p.dir / "sluice.pid"
+    p.settings["pidfile"] = str(pidfile)
+    p.write_files()
+    helpers._chown_run_user(p.dir)
+    r = helpers.run_pooler_cmd(["-d", str(p.ini)], timeout=30)
+    started = r.returncode == 0
+    try:
+        if keep is None:
+            assert not started, r.stdout
+            assert "-d needs logfile or syslog" in r.stdout, r.stdout
+        else:
+            assert started, r.stdout
+    finally:
+        if started:  # stop the daemon, whether it was meant to run or not
+            helpers.wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+                             what="pidfile")
+            pid = int(pidfile.read_text())
+            os.kill(pid, signal.SIGTERM)
+            helpers.wait_for(lambda: not _pid_alive(pid), 10, what="daemon exit")
