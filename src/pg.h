@@ -116,6 +116,10 @@ struct pg_server {
 	bool skipping;     /* an error made the server skip messages up to the next Sync */
 	struct pg_scache prepared;
 	struct pg_queue queue;
+	/* an extended-protocol DEALLOCATE of a client's statement, sent as a no-op: the
+	 * client name the unnamed statement, then a portal, would deallocate */
+	char *dealloc_unnamed;
+	char *dealloc_portal, *dealloc_portal_target;
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */

@@ -373,10 +373,11 @@ static bool message_needed_whole(const struct conn *s, uint8_t type)
 	if (ps->phase == PGS_LOGIN || ps->internal || !linked)
 		return type != 'D' && type != 'T' && type != 'd';
 	/* CommandComplete only matters where a SET can outlive its client; ParseComplete
-	 * and CloseComplete may be sluice's own, to swallow */
+	 * and CloseComplete may be sluice's own, to swallow, and an ErrorResponse may be
+	 * replaced by sluice's */
 	return type == 'Z' || type == 'S' ||
 	       (type == 'C' && pool_effective_mode(s->pool) != POOL_SESSION) ||
-	       (ps->track && (type == '1' || type == '3'));
+	       (ps->track && (type == '1' || type == '3' || type == 'E'));
 }
 
 /* --- query_timeout, idle_transaction_timeout, transaction_timeout --- */
