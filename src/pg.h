@@ -120,6 +120,7 @@ struct pg_server {
 	 * client name the unnamed statement, then a portal, would deallocate */
 	char *dealloc_unnamed;
 	char *dealloc_portal, *dealloc_portal_target;
+	bool sql_prepared; /* a client ran SQL PREPARE or DEALLOCATE: DEALLOCATE ALL after it */
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */

@@ -1121,6 +1121,12 @@ void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len)
 {
 	struct pg_server *ps = pgs(s);
 	long n = str_in(tag, len);
+	/* The server ran a client's own PREPARE, or a DEALLOCATE sluice did not answer:
+	 * the next client must not find that statement, and the name deallocated may have
+	 * been one of sluice's, which the server would then lack under other clients. */
+	if (!ps->internal && ((n == 10 && memcmp(tag, "DEALLOCATE", 10) == 0) ||
+	                      (n == 7 && memcmp(tag, "PREPARE", 7) == 0)))
+		ps->sql_prepared = true;
 	if ((n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) ||
 	    (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) {
 		scache_clear(&ps->prepared);

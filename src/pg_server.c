@@ -636,10 +636,15 @@ bool pg_server_reset(struct conn *s)
 	const char *q = cfg->server_reset_query;
 	bool session = pool_effective_mode(s->pool) == POOL_SESSION;
 	if (!session && !cfg->server_reset_query_always) {
-		/* transaction pooling keeps sessions warm, but not a SET another client made */
-		q = ps->session_changed ? "RESET ALL" : NULL;
+		/* transaction pooling keeps sessions warm, but not a SET another client made,
+		 * nor its SQL PREPARE, nor a DEALLOCATE that may have hit sluice's own */
+		if (ps->sql_prepared)
+			q = ps->session_changed ? "RESET ALL; DEALLOCATE ALL" : "DEALLOCATE ALL";
+		else
+			q = ps->session_changed ? "RESET ALL" : NULL;
 	}
 	ps->session_changed = false;
+	ps->sql_prepared = false;
 	if (!q || !q[0])
 		return false;
 	ps->phase = PGS_RESET;

@@ -282,6 +282,31 @@ def test_deallocate_leaves_other_clients_alone(make_pooler, pg):
         b.close()
 
 
+@sluice_only
+def test_sql_prepare_and_deallocate_stay_with_their_client(make_pooler, pg):
+    # On a pool of one server: a's DEALLOCATE of the name sluice gave b's statement on
+    # the server must not break b's statement, and a's SQL PREPARE must not be left
+    # on the server for b.
+    p = prep_pooler(make_pooler, pg, size=1)
+    a, b = p.raw_login(), p.raw_login()
+    try:
+        assert send(b, Parse("s", "select 'from b'"), SYNC).types == "1Z"
+        r = send(a, Query("select name from pg_prepared_statements where statement = 'select ''from b'''"))
+        assert len(r.rows) == 1 and r.rows[0][0].startswith("sluice_"), r
+        r = send(a, Query("DEALLOCATE %s" % r.rows[0][0]))
+        assert r.tags == ["DEALLOCATE"], r
+        r = send(b, Bind("s"), Execute(), SYNC)
+        assert r.key() == ("2DCZ", ["SELECT 1"], [("from b",)], [], "I"), r
+        assert send(a, Query("PREPARE mine AS select 'from a'")).tags == ["PREPARE"]
+        r = send(b, Query("EXECUTE mine"))
+        assert r.errors and r.errors[0][0] == "26000", r
+        assert send(b, Query("PREPARE mine AS select 'b again'")).tags == ["PREPARE"]
+        assert send(b, Bind("s"), Execute(), SYNC).rows == [("from b",)]
+    finally:
+        a.close()
+        b.close()
+
+
 # ---------------------------------------------------------------------------
 # psycopg 3.1: 150 distinct statements, a prepared cache of 100
 # ---------------------------------------------------------------------------
