@@ -262,6 +262,33 @@ def test_deallocate_all_as_postgresql(make_pooler, pg):
 
 
 @sluice_only
+def test_deallocate_between_transactions_needs_no_server(make_pooler, pg):
+    # the only server is held by another client's open transaction
+    p = prep_pooler(make_pooler, pg, size=1)
+    a, holder = p.raw_login(), p.raw_login()
+    try:
+        assert send(a, Parse("d1", "select 1"), Parse("d2", "select 2"), SYNC).types == "11Z"
+        assert send(holder, Query("begin")).status == "T"
+        t, res = au.run_in_thread(lambda: send(a, Query("DEALLOCATE d1")))
+        assert au.finished(t, res, 10), res
+        assert res["v"].key() == ("CZ", ["DEALLOCATE"], [], [], "I"), res
+        t, res = au.run_in_thread(lambda: send(a, Query("DEALLOCATE ALL")))
+        assert au.finished(t, res, 10), res
+        assert res["v"].key() == ("CZ", ["DEALLOCATE ALL"], [], [], "I"), res
+        # a Parse of a name in use is not answered here, although its text is known:
+        # its error comes in the server's place
+        assert send(a, Parse("d3", "select 1"), SYNC).types == "1Z"
+        t, res = au.run_in_thread(lambda: send(a, Parse("d3", "select 1"), SYNC))
+        assert au.still_pending(t, res, 0.5), res
+        send(holder, Query("commit"))
+        assert au.finished(t, res, 10), res
+        assert res["v"].errors == [("42P05", 'prepared statement "d3" already exists')], res
+    finally:
+        a.close()
+        holder.close()
+
+
+@sluice_only
 def test_deallocate_leaves_other_clients_alone(make_pooler, pg):
     # b has the same text on the same server (one server-side statement for both)
     p = prep_pooler(make_pooler, pg, size=1)
