@@ -498,14 +498,21 @@ static void send_dup_parse(struct conn *s, const char *name)
 	q_push_named(pgs(s), 'P', PQ_DUP, NULL, UNDO_NONE, name, NULL);
 }
 
-static void send_dup_error(struct conn *c, const char *name)
+/* In an aborted transaction PostgreSQL refuses the Parse before it looks at the name
+ * (unless the text ends the transaction: not told apart here). */
+static void send_dup_error(struct conn *c, const char *name, bool aborted)
 {
-	size_t n = strlen(name) + 48;
+	size_t n = strlen(name) + 80;
 	char *msg = xmalloc(n);
-	snprintf(msg, n, "prepared statement \"%s\" already exists", name);
+	if (aborted)
+		snprintf(msg, n,
+		         "current transaction is aborted, commands ignored until end of "
+		         "transaction block");
+	else
+		snprintf(msg, n, "prepared statement \"%s\" already exists", name);
 	struct pg_out o;
 	pg_out_init(&o);
-	pg_out_error(&o, "ERROR", "42P05", msg);
+	pg_out_error(&o, "ERROR", aborted ? "25P02" : "42P05", msg);
 	conn_send_after_forwarded(c, o.data, o.len);
 	pg_out_free(&o);
 	free(msg);
@@ -1066,7 +1073,7 @@ static bool server_error(struct conn *s)
 		return false;
 	bool dup = e->action == PQ_DUP && s->link;
 	if (dup)
-		send_dup_error(s->link, e->name);
+		send_dup_error(s->link, e->name, pgs(s)->txn_status == 'E');
 	q_error(s);
 	return dup;
 }

@@ -121,6 +121,10 @@ def _duplicate_script(c):
     out.append(send(c, Parse("s1", "select 4"), SYNC))
     out.append(send(c, Query("select 1")))
     out.append(send(c, Query("rollback")))
+    # in a transaction already aborted, the abort is what PostgreSQL reports
+    out.append(send(c, Query("begin"), Query("select 1/0")))
+    out.append(send(c, Parse("s1", "select 4"), SYNC))
+    out.append(send(c, Query("rollback")))
     # a pipeline of two Syncs: only the first part is skipped
     out.append(send(c, Parse("s1", "select 5"), Bind("s1"), Execute(), SYNC,
                     Bind("s1"), Execute(), SYNC))
@@ -137,6 +141,7 @@ def test_duplicate_parse_name_as_postgresql(make_pooler, pg):
     assert got[2] == ("EZ", [], [], [DUP], "I")
     assert got[3] == ("12DCEZ", ["SELECT 1"], [("before",)], [DUP], "I")
     assert got[7][3] == [DUP] and got[7][4] == "E"
+    assert got[11][3][0][0] == "25P02" and got[11][4] == "E"
 
 
 def _failed_parse_script(c):
