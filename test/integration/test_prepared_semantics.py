@@ -246,6 +246,31 @@ def test_deallocate_as_postgresql(make_pooler, pg, name, sql):
     assert got[11][:2] == ("12nCZ", ["DEALLOCATE"])
 
 
+# queries that name another statement, or are no DEALLOCATE sluice may answer: the
+# statement s1 stays, and the error is the server's
+NOT_S1 = ['DEALLOCATE "S1"', "DEALLOCATE s1x", 'DEALLOCATE "s1 "', 'DEALLOCATE "all"',
+          "DEALLOCATE PREPARE PREPARE s1", "DEALLOCATE ALL s1", "DEALLOCATE s1 s1",
+          "DEALLOCATE"]
+
+
+def _not_s1_script(c):
+    out = [send(c, Parse("s1", "select 's1'"), SYNC)]
+    for sql in NOT_S1:
+        out.append(send(c, Query(sql)))
+        out.append(send(c, Query("begin"), Query(sql), Query("rollback")))
+        out.append(send(c, Parse("", sql), Bind(""), Execute(), SYNC))
+    out.append(send(c, Bind("s1"), Execute(), SYNC))
+    return out
+
+
+@sluice_only
+def test_deallocate_of_other_names_as_postgresql(make_pooler, pg):
+    p = prep_pooler(make_pooler, pg, size=1)
+    got = same_as_postgresql(pg, p, _not_s1_script)
+    assert all(r[3] for r in got[1:-1]), got
+    assert got[-1][2] == [("s1",)]
+
+
 def _deallocate_all_script(c):
     return [
         send(c, Parse("a", "select 'a'"), Parse("b", "select 'b'"), SYNC),
