@@ -864,27 +864,93 @@ static void answer_here(struct conn *c, uint8_t type, const uint8_t *body, uint3
 	}
 }
 
-/* A simple Query DEALLOCATE between transactions: the status is always idle. */
-static bool answer_dealloc_idle(struct conn *c, const uint8_t *sql, uint32_t n)
+/* A DEALLOCATE sluice can answer between transactions, of a name it keeps or ALL: its
+ * tag, or NULL. apply: forget the statements too. */
+static const char *dealloc_idle(struct conn *c, const uint8_t *sql, uint32_t n, bool apply)
 {
 	char name[IDENT_MAX + 1];
 	long qlen = str_in(sql, n);
 	enum dealloc_kind k = qlen < 0 ? DEALLOC_NONE : read_deallocate(sql, (size_t)qlen, name);
 	if (k == DEALLOC_NONE || (k == DEALLOC_NAME && !cmap_find(&pgc(c)->prepared, name)))
-		return false; /* an unknown name gets the server's own 26000 */
-	if (k == DEALLOC_ALL)
+		return NULL; /* an unknown name gets the server's own 26000 */
+	if (apply && k == DEALLOC_ALL)
 		cmap_clear(&pgc(c)->prepared);
-	else
+	else if (apply)
 		cmap_remove(&pgc(c)->prepared, name);
+	return k == DEALLOC_ALL ? "DEALLOCATE ALL" : "DEALLOCATE";
+}
+
+/* Replies to what was answered between transactions (the status is always idle). */
+static void answer_dealloc(struct conn *c, const char *replies, const char *tag, uint32_t used)
+{
 	struct pg_out o;
 	pg_out_init(&o);
-	pg_out_begin(&o, 'C');
-	pg_out_str(&o, k == DEALLOC_ALL ? "DEALLOCATE ALL" : "DEALLOCATE");
-	pg_out_end(&o);
+	for (; *replies; replies++) {
+		pg_out_begin(&o, (uint8_t)*replies);
+		if (*replies == 'C')
+			pg_out_str(&o, tag);
+		pg_out_end(&o);
+	}
 	pg_out_ready(&o, 'I');
-	iobuf_swallow(c->rbuf, n + 5);
+	iobuf_swallow(c->rbuf, used);
 	pg_send_out(c, &o);
 	pg_out_free(&o);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* One message of the extended-protocol DEALLOCATE libpq's PQsendQueryParams makes
+ * (psycopg 3 sends its DEALLOCATEs so): the unnamed statement and portal, no
+ * parameters. */
+static bool ext_dealloc_part(struct conn *c, uint8_t type, const uint8_t *body, uint32_t n)
+{
+	switch (type) {
+	case 'P':
+		return n >= 4 && body[0] == 0 && str_in(body + 1, n - 1) == (long)n - 4 &&
+		       body[n - 2] == 0 && body[n - 1] == 0 &&
+		       dealloc_idle(c, body + 1, n - 1, false);
+	case 'B':
+		/* two empty names, parameter formats, no parameters, any result formats */
+		return n >= 6 && body[0] == 0 && body[1] == 0 && n >= 6u + 2u * get_u16(body + 2) &&
+		       get_u16(body + 4 + 2 * get_u16(body + 2)) == 0;
+	case 'D':
+		return n == 2 && body[0] == 'P' && body[1] == 0;
+	case 'E':
+		return n == 5 && body[0] == 0;
+	default:
+		return type == 'S';
+	}
+}
+
+/* Parse, Bind, an optional Describe of the portal, Execute, Sync, answered here. */
+static bool answer_ext_dealloc_idle(struct conn *c)
+{
+	const uint8_t *p = iobuf_parse_ptr(c->rbuf);
+	uint32_t avail = iobuf_unparsed(c->rbuf), at = 0, len = 0;
+	char replies[5] = {0};
+	size_t nr = 0;
+	uint8_t type;
+	for (const char *want = "PBDES"; *want; want++) {
+		if (pg_read_header(p + at, avail - at, &type, &len) != PG_HDR_OK ||
+		    avail - at < len + 1 || len > DEALLOC_SCAN_MAX)
+			return false;
+		if (*want == 'D' && type != 'D')
+			want++; /* no Describe */
+		if (type != *want || !ext_dealloc_part(c, type, p + at + 5, len - 4))
+			return false;
+		if (type != 'S')
+			replies[nr++] = type == 'P'   ? '1'
+			                : type == 'B' ? '2'
+			                : type == 'D' ? 'n'
+			                              : 'C';
+		at += len + 1;
+	}
+	/* the query text follows the Parse's header and empty name */
+	const char *tag = dealloc_idle(c, p + 6, pg_get_u32(p + 1) - 5, true);
+	answer_dealloc(c, replies, tag, at);
 	return true;
 }
 
@@ -894,9 +960,18 @@ bool pg_prep_answer_idle(struct conn *c)
 	const uint8_t *p = iobuf_parse_ptr(b);
 	uint32_t avail = iobuf_unparsed(b), end = 0, len, count = 0;
 	uint8_t type;
-	if (pg_read_header(p, avail, &type, &len) == PG_HDR_OK && type == 'Q')
-		return len <= DEALLOC_SCAN_MAX && avail >= len + 1 &&
-		       answer_dealloc_idle(c, p + 5, len - 4);
+	if (pg_read_header(p, avail, &type, &len) != PG_HDR_OK)
+		return false;
+	if (type == 'Q') {
+		const char *tag = len <= DEALLOC_SCAN_MAX && avail >= len + 1
+		                      ? dealloc_idle(c, p + 5, len - 4, true)
+		                      : NULL;
+		if (tag)
+			answer_dealloc(c, "C", tag, len + 1);
+		return tag != NULL;
+	}
+	if (type == 'P' && len > 4 && p[5] == 0)
+		return answer_ext_dealloc_idle(c);
 	do {
 		if (pg_read_header(p + end, avail - end, &type, &len) != PG_HDR_OK ||
 		    avail - end < len + 1 || ++count > IDLE_BATCH_MAX)

@@ -305,6 +305,15 @@ def test_deallocate_between_transactions_needs_no_server(make_pooler, pg):
         t, res = au.run_in_thread(lambda: send(a, Query("DEALLOCATE ALL")))
         assert au.finished(t, res, 10), res
         assert res["v"].key() == ("CZ", ["DEALLOCATE ALL"], [], [], "I"), res
+        # psycopg 3's form (libpq PQsendQueryParams), with and without Describe
+        assert send(a, Parse("d1", "select 1"), Parse("d2", "select 2"), SYNC).types == "11Z"
+        t, res = au.run_in_thread(lambda: send(a, Parse("", "DEALLOCATE d1"), Bind(""),
+                                               Describe("P", ""), Execute(), SYNC))
+        assert au.finished(t, res, 10), res
+        assert res["v"].key() == ("12nCZ", ["DEALLOCATE"], [], [], "I"), res
+        t, res = au.run_in_thread(lambda: send(a, Parse("", "DEALLOCATE ALL"), Bind(""), Execute(), SYNC))
+        assert au.finished(t, res, 10), res
+        assert res["v"].key() == ("12CZ", ["DEALLOCATE ALL"], [], [], "I"), res
         # a Parse of a name in use is not answered here, although its text is known:
         # its error comes in the server's place
         assert send(a, Parse("d3", "select 1"), SYNC).types == "1Z"
@@ -313,6 +322,8 @@ def test_deallocate_between_transactions_needs_no_server(make_pooler, pg):
         send(holder, Query("commit"))
         assert au.finished(t, res, 10), res
         assert res["v"].errors == [("42P05", 'prepared statement "d3" already exists')], res
+        r = send(a, Bind("d2"), Execute(), SYNC)
+        assert r.errors == [("26000", 'prepared statement "d2" does not exist')], r
     finally:
         a.close()
         holder.close()
