@@ -1062,13 +1062,17 @@ static enum pg_prep_result client_describe_close(struct conn *c, struct conn *s,
 		q_push(ps, type, PQ_FORWARD, NULL);
 		return PREP_FORWARD;
 	}
+	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, name);
 	if (type == 'C') {
-		cmap_remove(&pgc(c)->prepared, name);
-		q_push(ps, 'C', PQ_MADE_UP, NULL);
+		/* skipped after an error, it closes nothing; skipped later, it is undone */
+		if (!ps->skipping) {
+			q_push_named(ps, 'C', PQ_MADE_UP, NULL, cs ? UNDO_RESTORE : UNDO_NONE, name,
+			             cs ? cs->stmt : NULL);
+			cmap_remove(&pgc(c)->prepared, name);
+		}
 		iobuf_swallow(c->rbuf, len + 1);
 		return PREP_CONSUMED;
 	}
-	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, name);
 	if (cs)
 		ensure_prepared(s, cs->stmt);
 	q_push(ps, 'D', PQ_FORWARD, NULL);

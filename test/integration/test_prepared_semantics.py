@@ -157,6 +157,10 @@ def _failed_parse_script(c):
         # and one before the error: it was not skipped, the name is taken
         send(c, Parse("n4", "select 'n1'"), Parse("", "selec broken"), SYNC),
         send(c, Parse("n4", "select 'n4'"), SYNC),
+        # a Close skipped after an error closes nothing
+        send(c, Parse("c1", "select 'c1'"), SYNC),
+        send(c, Parse("", "selec broken"), Close("S", "c1"), SYNC),
+        send(c, Bind("c1"), Execute(), SYNC),
     ]
 
 
@@ -166,6 +170,7 @@ def test_failed_or_skipped_parse_leaves_name_free(make_pooler, pg):
     got = same_as_postgresql(pg, p, _failed_parse_script)
     assert got[3][2] == [("n2 again",)] and got[5][2] == [("n3",)]
     assert got[7][3] == [("42P05", 'prepared statement "n4" already exists')]
+    assert got[10][2] == [("c1",)]
 
 
 @sluice_only
