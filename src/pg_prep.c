@@ -480,39 +480,46 @@ static void ensure_prepared(struct conn *s, struct pg_stmt *st)
 		send_parse(s, st, PQ_SWALLOW, NULL);
 }
 
-/* A named Parse of a name the client already uses. PostgreSQL refuses it (whatever the
- * text) and, like any error, aborts the transaction and skips to the next Sync. So the
- * server gets a Parse that cannot succeed and stores nothing, and its error is replaced
- * by 42P05 for the client's name. The text's own errors are not reported first, as
- * PostgreSQL would: that would need the server to parse it under a name it has. */
-static void send_dup_parse(struct conn *s, const char *name)
+/* A named Parse of a name the client already uses. PostgreSQL parses and analyses
+ * the text first (its errors, and 25P02 in an aborted transaction, come before the
+ * name's), then refuses the name whatever the text, and like any error that aborts
+ * the transaction and skips to Sync. So the server parses the text under a name of
+ * sluice's, closes it again, and gets a Parse that cannot succeed, whose error is
+ * replaced by 42P05 for the client's name. A failure of the text itself stops the
+ * server there, and reaches the client as it is. */
+static void send_dup_parse(struct conn *s, const char *name, const uint8_t *rest, uint32_t rest_len)
 {
-	static const char body[] = "sluice_dup\0sluice_duplicate_statement_name\0\0";
+	static const char probe[] = "sluice_dup";
+	static const char fail[] = "sluice_dup\0sluice_duplicate_statement_name\0\0";
+	struct pg_server *ps = pgs(s);
 	struct pg_out o;
 	pg_out_init(&o);
 	pg_out_begin(&o, 'P');
-	pg_out_bytes(&o, body, sizeof(body)); /* with the int16 of no parameter types */
+	pg_out_str(&o, probe);
+	pg_out_bytes(&o, rest, rest_len);
+	pg_out_end(&o);
+	pg_out_begin(&o, 'C');
+	pg_out_u8(&o, 'S');
+	pg_out_str(&o, probe);
+	pg_out_end(&o);
+	pg_out_begin(&o, 'P');
+	pg_out_bytes(&o, fail, sizeof(fail)); /* with the int16 of no parameter types */
 	pg_out_end(&o);
 	conn_send_after_forwarded(s, o.data, o.len);
 	pg_out_free(&o);
-	q_push_named(pgs(s), 'P', PQ_DUP, NULL, UNDO_NONE, name, NULL);
+	q_push(ps, 'P', PQ_SWALLOW, NULL);
+	q_push(ps, 'C', PQ_SWALLOW, NULL);
+	q_push_named(ps, 'P', PQ_DUP, NULL, UNDO_NONE, name, NULL);
 }
 
-/* In an aborted transaction PostgreSQL refuses the Parse before it looks at the name
- * (unless the text ends the transaction: not told apart here). */
-static void send_dup_error(struct conn *c, const char *name, bool aborted)
+static void send_dup_error(struct conn *c, const char *name)
 {
-	size_t n = strlen(name) + 80;
+	size_t n = strlen(name) + 48;
 	char *msg = xmalloc(n);
-	if (aborted)
-		snprintf(msg, n,
-		         "current transaction is aborted, commands ignored until end of "
-		         "transaction block");
-	else
-		snprintf(msg, n, "prepared statement \"%s\" already exists", name);
+	snprintf(msg, n, "prepared statement \"%s\" already exists", name);
 	struct pg_out o;
 	pg_out_init(&o);
-	pg_out_error(&o, "ERROR", aborted ? "25P02" : "42P05", msg);
+	pg_out_error(&o, "ERROR", "42P05", msg);
 	conn_send_after_forwarded(c, o.data, o.len);
 	pg_out_free(&o);
 	free(msg);
@@ -724,7 +731,7 @@ static enum pg_prep_result client_parse(struct conn *c, struct conn *s, uint32_t
 	if (ps->skipping) {
 		/* after an error the server would skip it: it binds nothing, owes nothing */
 	} else if (cmap_find(m, pm.name)) {
-		send_dup_parse(s, pm.name);
+		send_dup_parse(s, pm.name, pm.rest, pm.rest_len);
 	} else {
 		struct pg_stmt *st = stmt_get(pm.rest, pm.rest_len);
 		cmap_set(m, pm.name, stmt_ref(st));
@@ -1152,7 +1159,7 @@ static bool server_error(struct conn *s)
 		return false;
 	bool dup = e->action == PQ_DUP && s->link;
 	if (dup)
-		send_dup_error(s->link, e->name, pgs(s)->txn_status == 'E');
+		send_dup_error(s->link, e->name);
 	q_error(s);
 	return dup;
 }

@@ -125,6 +125,14 @@ def _duplicate_script(c):
     out.append(send(c, Query("begin"), Query("select 1/0")))
     out.append(send(c, Parse("s1", "select 4"), SYNC))
     out.append(send(c, Query("rollback")))
+    # errors PostgreSQL finds before it looks at the name come first
+    out.append(send(c, Parse("s1", "selec broken"), SYNC))
+    out.append(send(c, Parse("s1", "select * from no_such_table"), SYNC))
+    out.append(send(c, Parse("s1", "select $1::int", [23, 23]), SYNC))
+    # a statement that ends an aborted transaction is parsed there: the name is refused
+    out.append(send(c, Query("begin"), Query("select 1/0")))
+    out.append(send(c, Parse("s1", "rollback"), SYNC))
+    out.append(send(c, Query("rollback")))
     # a pipeline of two Syncs: only the first part is skipped
     out.append(send(c, Parse("s1", "select 5"), Bind("s1"), Execute(), SYNC,
                     Bind("s1"), Execute(), SYNC))
@@ -142,6 +150,8 @@ def test_duplicate_parse_name_as_postgresql(make_pooler, pg):
     assert got[3] == ("12DCEZ", ["SELECT 1"], [("before",)], [DUP], "I")
     assert got[7][3] == [DUP] and got[7][4] == "E"
     assert got[11][3][0][0] == "25P02" and got[11][4] == "E"
+    assert got[13][3][0][0] == "42601" and got[14][3][0][0] == "42P01"
+    assert got[17][3] == [DUP] and got[17][4] == "E"
 
 
 def _failed_parse_script(c):
