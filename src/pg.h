@@ -199,6 +199,9 @@ enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t le
 bool pg_prep_answer_idle(struct conn *c);
 /* A reply header from the server: true when sluice swallows that message. */
 bool pg_prep_server_reply(struct conn *s, uint8_t type);
+/* A server given to a client: what the last client left in its unnamed statement and
+ * portals is not this one's. */
+void pg_prep_linked(struct conn *s);
 /* Sends the replies sluice makes up that have reached the head of the queue. */
 void pg_prep_send_made_up(struct conn *s);
 /* A CommandComplete: DEALLOCATE ALL and DISCARD ALL forget statements. */

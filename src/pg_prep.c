@@ -1234,6 +1234,18 @@ void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len)
 
 /* --- teardown and counts --- */
 
+static void dealloc_forget(struct pg_server *ps)
+{
+	set_str(&ps->dealloc_unnamed, NULL);
+	set_str(&ps->dealloc_portal, NULL);
+	set_str(&ps->dealloc_portal_target, NULL);
+}
+
+void pg_prep_linked(struct conn *s)
+{
+	dealloc_forget(pgs(s));
+}
+
 void pg_prep_client_free(struct pg_client *pc)
 {
 	cmap_clear(&pc->prepared);
@@ -1246,9 +1258,7 @@ void pg_prep_server_free(struct pg_server *ps)
 	free(ps->queue.v);
 	ps->queue.v = NULL;
 	scache_clear(&ps->prepared);
-	set_str(&ps->dealloc_unnamed, NULL);
-	set_str(&ps->dealloc_portal, NULL);
-	set_str(&ps->dealloc_portal_target, NULL);
+	dealloc_forget(ps);
 }
 
 unsigned pg_prep_count(const struct conn *c)

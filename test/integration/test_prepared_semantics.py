@@ -366,6 +366,26 @@ def test_deallocate_leaves_other_clients_alone(make_pooler, pg):
 
 
 @sluice_only
+def test_deallocate_in_unnamed_statement_stays_with_its_client(make_pooler, pg):
+    # a parses an extended DEALLOCATE of its x and leaves; b, on the same server, binds
+    # the unnamed statement without a Parse of its own (whatever it runs, b's x stays)
+    p = prep_pooler(make_pooler, pg, size=1)
+    a, b = p.raw_login(), p.raw_login()
+    try:
+        assert send(a, Parse("x", "select 'a'"), SYNC).types == "1Z"
+        assert send(b, Parse("x", "select 'b'"), SYNC).types == "1Z"
+        # (a simple Query would drop the unnamed statement: the commit is a named one)
+        r = send(a, Query("begin"), Parse("", "DEALLOCATE x"), Parse("c", "commit"), Bind("c"),
+                 Execute(), SYNC)
+        assert r.types == "CZ112CZ" and r.status == "TI", r
+        send(b, Bind(""), Execute(), SYNC)
+        assert send(b, Bind("x"), Execute(), SYNC).rows == [("b",)]
+    finally:
+        a.close()
+        b.close()
+
+
+@sluice_only
 def test_sql_prepare_and_deallocate_stay_with_their_client(make_pooler, pg):
     # On a pool of one server: a's DEALLOCATE of the name sluice gave b's statement on
     # the server must not break b's statement, and a's SQL PREPARE must not be left
