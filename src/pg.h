@@ -120,6 +120,11 @@ struct pg_server {
 	bool skipping;     /* an error made the server skip messages up to the next Sync */
 	struct pg_scache prepared;
 	struct pg_queue queue;
+	/* an extended-protocol DEALLOCATE of a client's statement, sent as a no-op: the
+	 * client name the unnamed statement, then a portal, would deallocate */
+	char *dealloc_unnamed;
+	char *dealloc_portal, *dealloc_portal_target;
+	bool sql_prepared; /* a client ran SQL PREPARE or DEALLOCATE: DEALLOCATE ALL after it */
 };
 
 /* Per-pool: the parameters the first server reported, for welcoming clients. */
@@ -211,6 +216,9 @@ enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t le
 bool pg_prep_answer_idle(struct conn *c);
 /* A reply header from the server: true when sluice swallows that message. */
 bool pg_prep_server_reply(struct conn *s, uint8_t type);
+/* A server given to a client: what the last client left in its unnamed statement and
+ * portals is not this one's. */
+void pg_prep_linked(struct conn *s);
 /* Sends the replies sluice makes up that have reached the head of the queue. */
 void pg_prep_send_made_up(struct conn *s);
 /* A CommandComplete: DEALLOCATE ALL and DISCARD ALL forget statements. */

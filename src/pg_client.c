@@ -661,6 +661,7 @@ void pg_client_linked(struct conn *c)
 		}
 	}
 	pgs(s)->track = prep_applies(c);
+	pg_prep_linked(s);
 	struct pg_out sql;
 	pg_out_init(&sql);
 	if (pg_build_param_sets(&pc->wanted, &pgs(s)->params, &pg_pool_state(c->pool)->welcome,

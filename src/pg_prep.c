@@ -171,9 +171,8 @@ static void cmap_grow(struct pg_cmap *m)
 	*m = nm;
 }
 
-/* Binds name to st, taking over the caller's reference. A name the client reuses is
- * rebound (PostgreSQL would refuse it while the old one exists; the client is told
- * nothing it could not also get by closing first). */
+/* Binds name to st, taking over the caller's reference. Callers refuse a name in use
+ * (42P05, as PostgreSQL); a rebinding here only restores what an undo put back. */
 static void cmap_set(struct pg_cmap *m, const char *name, struct pg_stmt *st)
 {
 	if (m->n >= m->nb)
@@ -310,13 +309,45 @@ static void scache_clear(struct pg_scache *sc)
 
 /* --- the queue of replies a server owes --- */
 
-enum { PQ_FORWARD, PQ_SWALLOW, PQ_MADE_UP };
+enum {
+	PQ_FORWARD,
+	PQ_SWALLOW,
+	PQ_MADE_UP,
+	PQ_DUP,     /* a Parse of a name in use: its error becomes 42P05 */
+	PQ_DEALLOC, /* a DEALLOCATE sent as a no-op: its CommandComplete is rewritten */
+};
+
+/* What a message did to the client's names, undone if the server skips or fails it. */
+enum { UNDO_NONE, UNDO_FORGET, UNDO_RESTORE };
 
 struct pg_qent {
 	uint8_t type; /* the client message: P B D C E S Q F */
 	uint8_t action;
-	struct pg_stmt *stmt; /* a Parse or eviction Close that reached the server */
+	uint8_t undo;
+	struct pg_stmt *stmt;  /* a Parse or eviction Close that reached the server */
+	char *name;            /* the client's name it bound, unbound or duplicated */
+	struct pg_stmt *bound; /* what that name was bound to */
 };
+
+static void ent_free(struct pg_qent e)
+{
+	stmt_unref(e.stmt);
+	stmt_unref(e.bound);
+	free(e.name);
+}
+
+/* Puts the client's names back as they were before a message the server did not run. */
+static void ent_undo(struct conn *c, const struct pg_qent *e)
+{
+	if (!c || !e->name || e->undo == UNDO_NONE)
+		return;
+	struct pg_cmap *m = &pgc(c)->prepared;
+	struct pg_cstmt *cs = cmap_find(m, e->name);
+	if (e->undo == UNDO_FORGET && cs && cs->stmt == e->bound)
+		cmap_remove(m, e->name);
+	else if (e->undo == UNDO_RESTORE && !cs)
+		cmap_set(m, e->name, stmt_ref(e->bound));
+}
 
 static struct pg_qent *q_at(const struct pg_queue *q, uint32_t i)
 {
@@ -337,15 +368,17 @@ static void close_skipped(struct pg_server *ps, struct pg_qent *e)
 		scache_add(&ps->prepared, e->stmt);
 }
 
-static void q_push(struct pg_server *ps, uint8_t type, uint8_t action, struct pg_stmt *stmt)
+/* Queues a message; takes over the reference on stmt, not on bound. */
+static void q_push_named(struct pg_server *ps, uint8_t type, uint8_t action, struct pg_stmt *stmt,
+                         uint8_t undo, const char *name, struct pg_stmt *bound)
 {
 	struct pg_queue *q = &ps->queue;
-	struct pg_qent e = {type, action, stmt};
 	if (ps->skipping && type != 'S') {
 		/* the server skips it and owes no reply; nothing was prepared meanwhile */
 		stmt_unref(stmt);
 		return;
 	}
+	struct pg_qent e = {type, action, undo, stmt, name ? xstrdup(name) : NULL, stmt_ref(bound)};
 	if (type == 'S')
 		ps->skipping = false;
 	if (q->n == q->cap) {
@@ -361,6 +394,11 @@ static void q_push(struct pg_server *ps, uint8_t type, uint8_t action, struct pg
 	*q_at(q, q->n++) = e;
 }
 
+static void q_push(struct pg_server *ps, uint8_t type, uint8_t action, struct pg_stmt *stmt)
+{
+	q_push_named(ps, type, action, stmt, UNDO_NONE, NULL, NULL);
+}
+
 static struct pg_qent q_pop(struct pg_queue *q)
 {
 	struct pg_qent e = *q_at(q, 0);
@@ -372,8 +410,9 @@ static struct pg_qent q_pop(struct pg_queue *q)
 /* An error outside a simple Query: the server skips to the next Sync. Parses it
  * skipped are forgotten first, then eviction Closes it skipped are put back, since a
  * statement evicted and prepared again in one skipped stretch is still there. */
-static void q_error(struct pg_server *ps)
+static void q_error(struct conn *s)
 {
+	struct pg_server *ps = pgs(s);
 	struct pg_queue *q = &ps->queue;
 	uint32_t n = 0;
 	while (n < q->n && q_at(q, n)->type != 'S')
@@ -382,8 +421,12 @@ static void q_error(struct pg_server *ps)
 		parse_skipped(ps, q_at(q, i));
 	for (uint32_t i = 0; i < n; i++)
 		close_skipped(ps, q_at(q, i));
+	/* the client's names as PostgreSQL keeps them: the failed message and the
+	 * skipped ones changed none (latest first, so each undo sees its own state) */
+	for (uint32_t i = n; i-- > 0;)
+		ent_undo(s->link, q_at(q, i));
 	for (uint32_t i = 0; i < n; i++)
-		stmt_unref(q_pop(q).stmt);
+		ent_free(q_pop(q));
 	/* no Sync sent yet: whatever the client sends before it is skipped too */
 	ps->skipping = q->n == 0;
 }
@@ -416,8 +459,9 @@ static void evict_lru(struct conn *s)
 	q_push(ps, 'C', PQ_SWALLOW, st);
 }
 
-/* Prepares st on the server under sluice's name; the reply is forwarded or swallowed. */
-static void send_parse(struct conn *s, struct pg_stmt *st, uint8_t action)
+/* Prepares st on the server under sluice's name; the reply is forwarded or swallowed.
+ * name: the client's name the Parse binds, forgotten again if the server fails it. */
+static void send_parse(struct conn *s, struct pg_stmt *st, uint8_t action, const char *name)
 {
 	struct pg_server *ps = pgs(s);
 	uint32_t max = (uint32_t)s->core->cfg->max_prepared_statements;
@@ -425,7 +469,7 @@ static void send_parse(struct conn *s, struct pg_stmt *st, uint8_t action)
 		evict_lru(s);
 	scache_add(&ps->prepared, st);
 	emit_named(s, 'P', NULL, 0, st, st->body, st->body_len);
-	q_push(ps, 'P', action, stmt_ref(st));
+	q_push_named(ps, 'P', action, stmt_ref(st), name ? UNDO_FORGET : UNDO_NONE, name, st);
 	s->pool->stats.total.server_parses++;
 }
 
@@ -433,7 +477,63 @@ static void ensure_prepared(struct conn *s, struct pg_stmt *st)
 {
 	struct pg_server *ps = pgs(s);
 	if (!ps->skipping && !scache_touch(&ps->prepared, st))
-		send_parse(s, st, PQ_SWALLOW);
+		send_parse(s, st, PQ_SWALLOW, NULL);
+}
+
+/* A named Parse of a name the client already uses. PostgreSQL parses and analyses
+ * the text first (its errors, and 25P02 in an aborted transaction, come before the
+ * name's), then refuses the name whatever the text, and like any error that aborts
+ * the transaction and skips to Sync. So the server parses the text under a name of
+ * sluice's, closes it again, and gets a Parse that cannot succeed, whose error is
+ * replaced by 42P05 for the client's name. A failure of the text itself stops the
+ * server there, and reaches the client as it is. */
+static void send_dup_parse(struct conn *s, const char *name, const uint8_t *rest, uint32_t rest_len)
+{
+	static const char probe[] = "sluice_dup";
+	static const char fail[] = "sluice_dup\0sluice_duplicate_statement_name\0\0";
+	struct pg_server *ps = pgs(s);
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_begin(&o, 'P');
+	pg_out_str(&o, probe);
+	pg_out_bytes(&o, rest, rest_len);
+	pg_out_end(&o);
+	pg_out_begin(&o, 'C');
+	pg_out_u8(&o, 'S');
+	pg_out_str(&o, probe);
+	pg_out_end(&o);
+	pg_out_begin(&o, 'P');
+	pg_out_bytes(&o, fail, sizeof(fail)); /* with the int16 of no parameter types */
+	pg_out_end(&o);
+	conn_send_after_forwarded(s, o.data, o.len);
+	pg_out_free(&o);
+	q_push(ps, 'P', PQ_SWALLOW, NULL);
+	q_push(ps, 'C', PQ_SWALLOW, NULL);
+	q_push_named(ps, 'P', PQ_DUP, NULL, UNDO_NONE, name, NULL);
+}
+
+static void send_dup_error(struct conn *c, const char *name)
+{
+	size_t n = strlen(name) + 48;
+	char *msg = xmalloc(n);
+	snprintf(msg, n, "prepared statement \"%s\" already exists", name);
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_error(&o, "ERROR", "42P05", msg);
+	conn_send_after_forwarded(c, o.data, o.len);
+	pg_out_free(&o);
+	free(msg);
+}
+
+static void send_tag(struct conn *c, const char *tag)
+{
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_begin(&o, 'C');
+	pg_out_str(&o, tag);
+	pg_out_end(&o);
+	conn_send_after_forwarded(c, o.data, o.len);
+	pg_out_free(&o);
 }
 
 /* --- client messages --- */
@@ -497,11 +597,151 @@ static bool read_parse(const uint8_t *body, uint32_t blen, struct parse_msg *pm)
 	return qlen >= 0 && (!nlen || pm->rest_len >= (uint32_t)qlen + 3);
 }
 
+/* --- SQL DEALLOCATE of a client's protocol-level statements --- */
+
+/* PostgreSQL truncates longer identifiers (with a notice): such queries are forwarded */
+#define IDENT_MAX        63
+#define DEALLOC_SCAN_MAX 1024u /* longer queries are not read for a DEALLOCATE */
+
+enum dealloc_kind { DEALLOC_NONE, DEALLOC_NAME, DEALLOC_ALL };
+
+static bool sql_space(uint8_t ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f';
+}
+
+static void skip_space(const uint8_t **p, const uint8_t *end)
+{
+	while (*p < end && sql_space(**p))
+		(*p)++;
+}
+
+static bool ident_start(uint8_t ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch >= 0x80;
+}
+
+static bool ident_char(uint8_t ch)
+{
+	return ident_start(ch) || (ch >= '0' && ch <= '9') || ch == '$';
+}
+
+/* A plain word (lower-cased, as PostgreSQL folds it) or a quoted identifier at *p. */
+static bool sql_ident(const uint8_t **p, const uint8_t *end, char *out, bool *quoted)
+{
+	const uint8_t *q = *p;
+	size_t n = 0;
+	*quoted = q < end && *q == '"';
+	if (*quoted) {
+		for (q++; q < end && (*q != '"' || (q + 1 < end && q[1] == '"')); q++) {
+			if (*q == '"')
+				q++; /* "" is one quote */
+			if (n == IDENT_MAX)
+				return false;
+			out[n++] = (char)*q;
+		}
+		if (q == end || n == 0)
+			return false;
+		q++;
+	} else {
+		if (q == end || !ident_start(*q))
+			return false;
+		for (; q < end && ident_char(*q); q++) {
+			if (n == IDENT_MAX)
+				return false;
+			out[n++] = (char)(*q >= 'A' && *q <= 'Z' ? *q + 'a' - 'A' : *q);
+		}
+	}
+	out[n] = 0;
+	*p = q;
+	return true;
+}
+
+/* DEALLOCATE [PREPARE] {name | ALL} [;], alone in the query text; name gets
+ * IDENT_MAX + 1 bytes. Anything else (comments, several statements) is not one. */
+static enum dealloc_kind read_deallocate(const uint8_t *sql, size_t n, char *name)
+{
+	const uint8_t *p = sql, *end = sql + n;
+	bool quoted;
+	skip_space(&p, end);
+	if (!sql_ident(&p, end, name, &quoted) || quoted || strcmp(name, "deallocate") != 0)
+		return DEALLOC_NONE;
+	skip_space(&p, end);
+	if (!sql_ident(&p, end, name, &quoted))
+		return DEALLOC_NONE;
+	skip_space(&p, end);
+	/* PREPARE is optional, and also a valid statement name */
+	if (!quoted && strcmp(name, "prepare") == 0 && p < end && *p != ';') {
+		if (!sql_ident(&p, end, name, &quoted))
+			return DEALLOC_NONE;
+		skip_space(&p, end);
+	}
+	if (p < end && *p == ';') {
+		p++;
+		skip_space(&p, end);
+	}
+	if (p != end)
+		return DEALLOC_NONE;
+	return !quoted && strcmp(name, "all") == 0 ? DEALLOC_ALL : DEALLOC_NAME;
+}
+
+/* The client statement a query text deallocates, or NULL. */
+static struct pg_cstmt *dealloc_target(struct conn *c, const uint8_t *sql, size_t n)
+{
+	char name[IDENT_MAX + 1];
+	long qlen = str_in(sql, n);
+	if (qlen < 0 || read_deallocate(sql, (size_t)qlen, name) != DEALLOC_NAME)
+		return NULL;
+	return cmap_find(&pgc(c)->prepared, name);
+}
+
+/* What the server runs instead of a client's DEALLOCATE: no effect, and the same
+ * answers as DEALLOCATE in every transaction state (an error when it is aborted). */
+static const char dealloc_noop[] = "UNLISTEN sluice_deallocate";
+
+static void set_str(char **p, const char *v)
+{
+	free(*p);
+	*p = v ? xstrdup(v) : NULL;
+}
+
+/* An unnamed Parse: forwarded, or a DEALLOCATE of a client statement made a no-op. */
+static enum pg_prep_result client_parse_unnamed(struct conn *c, struct conn *s, uint32_t len,
+                                                const struct parse_msg *pm)
+{
+	struct pg_server *ps = pgs(s);
+	long qlen = str_in(pm->rest, pm->rest_len);
+	/* declared parameter types would make it more than a DEALLOCATE */
+	bool plain = qlen >= 0 && pm->rest_len == (uint32_t)qlen + 3 && pm->rest[qlen + 1] == 0 &&
+	             pm->rest[qlen + 2] == 0;
+	struct pg_cstmt *cs =
+	    plain && !ps->skipping ? dealloc_target(c, pm->rest, pm->rest_len) : NULL;
+	set_str(&ps->dealloc_unnamed, cs ? cs->name : NULL);
+	q_push(ps, 'P', PQ_FORWARD, NULL);
+	s->pool->stats.total.server_parses++;
+	if (!cs)
+		return PREP_FORWARD;
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_begin(&o, 'P');
+	pg_out_u8(&o, 0);
+	pg_out_str(&o, dealloc_noop);
+	pg_out_bytes(&o, "\0", 2);
+	pg_out_end(&o);
+	conn_send_after_forwarded(s, o.data, o.len);
+	pg_out_free(&o);
+	iobuf_swallow(c->rbuf, len + 1);
+	return PREP_CONSUMED;
+}
+
 static enum pg_prep_result client_parse(struct conn *c, struct conn *s, uint32_t len)
 {
 	struct pg_server *ps = pgs(s);
+	struct pg_cmap *m = &pgc(c)->prepared;
 	struct parse_msg pm;
-	if (unnamed_parse_ahead(c)) {
+	if (unnamed_parse_ahead(c) && len > DEALLOC_SCAN_MAX) {
+		/* too long to be a DEALLOCATE: only counted, so it streams through */
+		set_str(&ps->dealloc_unnamed, NULL);
 		q_push(ps, 'P', PQ_FORWARD, NULL);
 		s->pool->stats.total.server_parses++;
 		return PREP_FORWARD;
@@ -511,27 +751,120 @@ static enum pg_prep_result client_parse(struct conn *c, struct conn *s, uint32_t
 		return w;
 	if (!read_parse(iobuf_parse_ptr(c->rbuf) + 5, len - 4, &pm))
 		return malformed(c, "Parse");
-	struct pg_stmt *st = stmt_get(pm.rest, pm.rest_len);
-	cmap_set(&pgc(c)->prepared, pm.name, stmt_ref(st));
-	if (ps->skipping || scache_touch(&ps->prepared, st))
-		q_push(ps, 'P', PQ_MADE_UP, NULL);
-	else
-		send_parse(s, st, PQ_FORWARD);
-	stmt_unref(st);
+	if (!pm.name[0])
+		return client_parse_unnamed(c, s, len, &pm);
+	if (ps->skipping) {
+		/* after an error the server would skip it: it binds nothing, owes nothing */
+	} else if (cmap_find(m, pm.name)) {
+		send_dup_parse(s, pm.name, pm.rest, pm.rest_len);
+	} else {
+		struct pg_stmt *st = stmt_get(pm.rest, pm.rest_len);
+		cmap_set(m, pm.name, stmt_ref(st));
+		if (scache_touch(&ps->prepared, st))
+			q_push_named(ps, 'P', PQ_MADE_UP, NULL, UNDO_FORGET, pm.name, st);
+		else
+			send_parse(s, st, PQ_FORWARD, pm.name);
+		stmt_unref(st);
+	}
 	iobuf_swallow(c->rbuf, len + 1);
 	return PREP_CONSUMED;
 }
 
+/* A simple Query: a DEALLOCATE of a client statement runs as a no-op whose
+ * CommandComplete is rewritten, so replies, transaction state and release are the
+ * server's own; other queries are forwarded (an unknown name gets the server's 26000). */
+static enum pg_prep_result client_query(struct conn *c, struct conn *s, uint32_t len)
+{
+	struct pg_server *ps = pgs(s);
+	if (ps->skipping || len > DEALLOC_SCAN_MAX) {
+		q_push(ps, 'Q', PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	}
+	enum pg_prep_result w = whole_message(c, len);
+	if (w != PREP_FORWARD)
+		return w;
+	struct pg_cstmt *cs = dealloc_target(c, iobuf_parse_ptr(c->rbuf) + 5, len - 4);
+	if (!cs) {
+		q_push(ps, 'Q', PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	}
+	q_push_named(ps, 'Q', PQ_DEALLOC, NULL, UNDO_RESTORE, cs->name, cs->stmt);
+	cmap_remove(&pgc(c)->prepared, cs->name);
+	struct pg_out o;
+	pg_out_init(&o);
+	pg_out_query(&o, dealloc_noop);
+	conn_send_after_forwarded(s, o.data, o.len);
+	pg_out_free(&o);
+	iobuf_swallow(c->rbuf, len + 1);
+	return PREP_CONSUMED;
+}
+
+/* An Execute of the portal bound to an extended-protocol DEALLOCATE made a no-op. */
+static enum pg_prep_result client_execute(struct conn *c, struct conn *s, uint32_t len)
+{
+	struct pg_server *ps = pgs(s);
+	if (!ps->dealloc_portal || ps->skipping || len > NAME_SCAN_MAX) {
+		q_push(ps, 'E', PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	}
+	enum pg_prep_result w = whole_message(c, len);
+	if (w != PREP_FORWARD)
+		return w;
+	const uint8_t *body = iobuf_parse_ptr(c->rbuf) + 5;
+	long plen = str_in(body, len - 4);
+	if (plen < 0 || strcmp((const char *)body, ps->dealloc_portal) != 0) {
+		q_push(ps, 'E', PQ_FORWARD, NULL);
+		return PREP_FORWARD;
+	}
+	const char *target = ps->dealloc_portal_target;
+	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, target);
+	q_push_named(ps, 'E', PQ_DEALLOC, NULL, cs ? UNDO_RESTORE : UNDO_NONE, target,
+	             cs ? cs->stmt : NULL);
+	if (cs)
+		cmap_remove(&pgc(c)->prepared, target);
+	return PREP_FORWARD;
+}
+
 /* --- a client between transactions that only prepares --- */
 
+#define IDLE_BATCH_MAX 16 /* longer batches of Parse and Close go to a server */
+
+/* The statement name a Parse or Close of a statement names, or NULL. */
+static const char *named_in(uint8_t type, const uint8_t *body, uint32_t blen)
+{
+	struct parse_msg pm;
+	if (type == 'P')
+		return read_parse(body, blen, &pm) && pm.name[0] ? pm.name : NULL;
+	if (type == 'C' && blen >= 3 && body[0] == 'S' && str_in(body + 1, blen - 1) > 0)
+		return (const char *)body + 1;
+	return NULL;
+}
+
+/* Whether a name appears in the batch before offset at: a Parse after a Close of the
+ * same name, or of a name in use, needs the server's order of events. */
+static bool named_before(const uint8_t *p, uint32_t at, const char *name)
+{
+	uint8_t type;
+	uint32_t len;
+	for (uint32_t i = 0; i < at; i += len + 1) {
+		pg_read_header(p + i, at - i, &type, &len);
+		const char *other = named_in(type, p + i + 5, len - 4);
+		if (other && strcmp(other, name) == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Whether one message can be answered without a server. */
-static bool answerable_here(uint8_t type, const uint8_t *body, uint32_t blen)
+static bool answerable_here(struct conn *c, uint8_t type, const uint8_t *body, uint32_t blen)
 {
 	struct parse_msg pm;
 	const struct pg_stmt *st;
 	switch (type) {
 	case 'P':
-		if (!read_parse(body, blen, &pm) || !pm.name[0])
+		/* a name in use gets the server's error, in the server's place */
+		if (!read_parse(body, blen, &pm) || !pm.name[0] ||
+		    cmap_find(&pgc(c)->prepared, pm.name))
 			return false;
 		st = stmt_find(pm.rest, pm.rest_len, hash_bytes(pm.rest, pm.rest_len));
 		return st && st->validated;
@@ -565,17 +898,121 @@ static void answer_here(struct conn *c, uint8_t type, const uint8_t *body, uint3
 	}
 }
 
+/* A DEALLOCATE sluice can answer between transactions, of a name it keeps or ALL: its
+ * tag, or NULL. apply: forget the statements too. */
+static const char *dealloc_idle(struct conn *c, const uint8_t *sql, uint32_t n, bool apply)
+{
+	char name[IDENT_MAX + 1];
+	long qlen = str_in(sql, n);
+	enum dealloc_kind k = qlen < 0 ? DEALLOC_NONE : read_deallocate(sql, (size_t)qlen, name);
+	if (k == DEALLOC_NONE || (k == DEALLOC_NAME && !cmap_find(&pgc(c)->prepared, name)))
+		return NULL; /* an unknown name gets the server's own 26000 */
+	if (apply && k == DEALLOC_ALL)
+		cmap_clear(&pgc(c)->prepared);
+	else if (apply)
+		cmap_remove(&pgc(c)->prepared, name);
+	return k == DEALLOC_ALL ? "DEALLOCATE ALL" : "DEALLOCATE";
+}
+
+/* Replies to what was answered between transactions (the status is always idle). */
+static void answer_dealloc(struct conn *c, const char *replies, const char *tag, uint32_t used)
+{
+	struct pg_out o;
+	pg_out_init(&o);
+	for (; *replies; replies++) {
+		pg_out_begin(&o, (uint8_t)*replies);
+		if (*replies == 'C')
+			pg_out_str(&o, tag);
+		pg_out_end(&o);
+	}
+	pg_out_ready(&o, 'I');
+	iobuf_swallow(c->rbuf, used);
+	pg_send_out(c, &o);
+	pg_out_free(&o);
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* One message of the extended-protocol DEALLOCATE libpq's PQsendQueryParams makes
+ * (psycopg 3 sends its DEALLOCATEs so): the unnamed statement and portal, no
+ * parameters. */
+static bool ext_dealloc_part(struct conn *c, uint8_t type, const uint8_t *body, uint32_t n)
+{
+	switch (type) {
+	case 'P':
+		return n >= 4 && body[0] == 0 && str_in(body + 1, n - 1) == (long)n - 4 &&
+		       body[n - 2] == 0 && body[n - 1] == 0 &&
+		       dealloc_idle(c, body + 1, n - 1, false);
+	case 'B':
+		/* two empty names, parameter formats, no parameters, any result formats */
+		return n >= 6 && body[0] == 0 && body[1] == 0 && n >= 6u + 2u * get_u16(body + 2) &&
+		       get_u16(body + 4 + 2 * get_u16(body + 2)) == 0;
+	case 'D':
+		return n == 2 && body[0] == 'P' && body[1] == 0;
+	case 'E':
+		return n == 5 && body[0] == 0;
+	default:
+		return type == 'S';
+	}
+}
+
+/* Parse, Bind, an optional Describe of the portal, Execute, Sync, answered here. */
+static bool answer_ext_dealloc_idle(struct conn *c)
+{
+	const uint8_t *p = iobuf_parse_ptr(c->rbuf);
+	uint32_t avail = iobuf_unparsed(c->rbuf), at = 0, len = 0;
+	char replies[5] = {0};
+	size_t nr = 0;
+	uint8_t type;
+	for (const char *want = "PBDES"; *want; want++) {
+		if (pg_read_header(p + at, avail - at, &type, &len) != PG_HDR_OK ||
+		    avail - at < len + 1 || len > DEALLOC_SCAN_MAX)
+			return false;
+		if (*want == 'D' && type != 'D')
+			want++; /* no Describe */
+		if (type != *want || !ext_dealloc_part(c, type, p + at + 5, len - 4))
+			return false;
+		if (type != 'S')
+			replies[nr++] = type == 'P'   ? '1'
+			                : type == 'B' ? '2'
+			                : type == 'D' ? 'n'
+			                              : 'C';
+		at += len + 1;
+	}
+	/* the query text follows the Parse's header and empty name */
+	const char *tag = dealloc_idle(c, p + 6, pg_get_u32(p + 1) - 5, true);
+	answer_dealloc(c, replies, tag, at);
+	return true;
+}
+
 bool pg_prep_answer_idle(struct conn *c)
 {
 	struct iobuf *b = c->rbuf;
 	const uint8_t *p = iobuf_parse_ptr(b);
-	uint32_t avail = iobuf_unparsed(b), end = 0, len;
+	uint32_t avail = iobuf_unparsed(b), end = 0, len, count = 0;
 	uint8_t type;
+	if (pg_read_header(p, avail, &type, &len) != PG_HDR_OK)
+		return false;
+	if (type == 'Q') {
+		const char *tag = len <= DEALLOC_SCAN_MAX && avail >= len + 1
+		                      ? dealloc_idle(c, p + 5, len - 4, true)
+		                      : NULL;
+		if (tag)
+			answer_dealloc(c, "C", tag, len + 1);
+		return tag != NULL;
+	}
+	if (type == 'P' && len > 4 && p[5] == 0)
+		return answer_ext_dealloc_idle(c);
 	do {
 		if (pg_read_header(p + end, avail - end, &type, &len) != PG_HDR_OK ||
-		    avail - end < len + 1)
+		    avail - end < len + 1 || ++count > IDLE_BATCH_MAX)
 			return false;
-		if (type != 'S' && !answerable_here(type, p + end + 5, len - 4))
+		const char *name = named_in(type, p + end + 5, len - 4);
+		if (type != 'S' && (!answerable_here(c, type, p + end + 5, len - 4) ||
+		                    (name && named_before(p, end, name))))
 			return false;
 		end += len + 1;
 	} while (type != 'S');
@@ -589,6 +1026,20 @@ bool pg_prep_answer_idle(struct conn *c)
 	pg_send_out(c, &o);
 	pg_out_free(&o);
 	return true;
+}
+
+/* A Bind to a portal: it runs a DEALLOCATE made a no-op when it binds that unnamed
+ * statement (stmt is "" then), and stops being one otherwise. */
+static void note_dealloc_portal(struct pg_server *ps, const char *portal, const char *stmt)
+{
+	if (ps->dealloc_portal && strcmp(ps->dealloc_portal, portal) == 0) {
+		set_str(&ps->dealloc_portal, NULL);
+		set_str(&ps->dealloc_portal_target, NULL);
+	}
+	if (stmt && ps->dealloc_unnamed && !ps->skipping) {
+		set_str(&ps->dealloc_portal, portal);
+		set_str(&ps->dealloc_portal_target, ps->dealloc_unnamed);
+	}
 }
 
 static enum pg_prep_result client_bind(struct conn *c, struct conn *s, uint32_t len, uint32_t *fwd)
@@ -605,6 +1056,7 @@ static enum pg_prep_result client_bind(struct conn *c, struct conn *s, uint32_t 
 		return PREP_WAIT;
 	}
 	const char *name = (const char *)m + 5 + plen + 1;
+	note_dealloc_portal(pgs(s), (const char *)m + 5, slen ? NULL : name);
 	struct pg_cstmt *cs = slen ? cmap_find(&pgc(c)->prepared, name) : NULL;
 	if (cs)
 		ensure_prepared(s, cs->stmt);
@@ -645,13 +1097,17 @@ static enum pg_prep_result client_describe_close(struct conn *c, struct conn *s,
 		q_push(ps, type, PQ_FORWARD, NULL);
 		return PREP_FORWARD;
 	}
+	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, name);
 	if (type == 'C') {
-		cmap_remove(&pgc(c)->prepared, name);
-		q_push(ps, 'C', PQ_MADE_UP, NULL);
+		/* skipped after an error, it closes nothing; skipped later, it is undone */
+		if (!ps->skipping) {
+			q_push_named(ps, 'C', PQ_MADE_UP, NULL, cs ? UNDO_RESTORE : UNDO_NONE, name,
+			             cs ? cs->stmt : NULL);
+			cmap_remove(&pgc(c)->prepared, name);
+		}
 		iobuf_swallow(c->rbuf, len + 1);
 		return PREP_CONSUMED;
 	}
-	struct pg_cstmt *cs = cmap_find(&pgc(c)->prepared, name);
 	if (cs)
 		ensure_prepared(s, cs->stmt);
 	q_push(ps, 'D', PQ_FORWARD, NULL);
@@ -674,9 +1130,11 @@ enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t le
 	case 'D':
 	case 'C':
 		return client_describe_close(c, s, type, len);
-	case 'E':
-	case 'S':
 	case 'Q':
+		return client_query(c, s, len);
+	case 'E':
+		return client_execute(c, s, len);
+	case 'S':
 	case 'F':
 		q_push(pgs(s), type, PQ_FORWARD, NULL);
 		return PREP_FORWARD;
@@ -687,15 +1145,51 @@ enum pg_prep_result pg_prep_client_msg(struct conn *c, uint8_t type, uint32_t le
 
 /* --- server replies --- */
 
-static bool pop_if(struct pg_server *ps, uint8_t type)
+static bool pop_if(struct conn *s, uint8_t type)
 {
+	struct pg_server *ps = pgs(s);
 	if (!ps->queue.n || q_at(&ps->queue, 0)->type != type)
 		return false;
 	struct pg_qent e = q_pop(&ps->queue);
 	if (type == 'P' && e.stmt)
 		e.stmt->validated = true;
-	stmt_unref(e.stmt);
-	return e.action == PQ_SWALLOW;
+	bool dealloc = e.action == PQ_DEALLOC && s->link;
+	if (dealloc)
+		send_tag(s->link, "DEALLOCATE");
+	ent_free(e);
+	return e.action == PQ_SWALLOW || dealloc;
+}
+
+/* A simple Query's CommandComplete: a DEALLOCATE made a no-op says DEALLOCATE. */
+static bool query_done(struct conn *s)
+{
+	struct pg_qent *e = q_at(&pgs(s)->queue, 0);
+	if (e->type != 'Q' || e->action != PQ_DEALLOC || !s->link)
+		return false;
+	e->action = PQ_FORWARD;
+	e->undo = UNDO_NONE;
+	send_tag(s->link, "DEALLOCATE");
+	return true;
+}
+
+/* An ErrorResponse. In a simple Query the server goes on with the next message;
+ * elsewhere it skips to the next Sync. */
+static bool server_error(struct conn *s)
+{
+	struct pg_qent *e = q_at(&pgs(s)->queue, 0);
+	if (e->type == 'Q') {
+		ent_undo(s->link, e); /* the DEALLOCATE failed: the name stays */
+		e->action = PQ_FORWARD;
+		e->undo = UNDO_NONE;
+		return false;
+	}
+	if (e->type == 'S' || e->type == 'F')
+		return false;
+	bool dup = e->action == PQ_DUP && s->link;
+	if (dup)
+		send_dup_error(s->link, e->name);
+	q_error(s);
+	return dup;
 }
 
 bool pg_prep_server_reply(struct conn *s, uint8_t type)
@@ -703,33 +1197,31 @@ bool pg_prep_server_reply(struct conn *s, uint8_t type)
 	struct pg_server *ps = pgs(s);
 	if (!ps->queue.n)
 		return false;
-	uint8_t head = q_at(&ps->queue, 0)->type;
 	switch (type) {
 	case '1':
-		return pop_if(ps, 'P');
+		return pop_if(s, 'P');
 	case '2':
-		return pop_if(ps, 'B');
+		return pop_if(s, 'B');
 	case '3':
-		return pop_if(ps, 'C');
+		return pop_if(s, 'C');
 	case 'n':
 	case 'T':
-		return pop_if(ps, 'D');
+		return pop_if(s, 'D');
 	case 'C':
+		return query_done(s) || pop_if(s, 'E');
 	case 'I':
 	case 's':
-		return pop_if(ps, 'E');
+		return pop_if(s, 'E');
 	case 'Z':
 		while (ps->queue.n) {
 			struct pg_qent e = q_pop(&ps->queue);
-			stmt_unref(e.stmt);
+			ent_free(e);
 			if (e.type == 'S' || e.type == 'Q' || e.type == 'F')
 				break;
 		}
 		return false;
 	case 'E':
-		if (head != 'S' && head != 'Q' && head != 'F')
-			q_error(ps);
-		return false;
+		return server_error(s);
 	default:
 		return false;
 	}
@@ -750,6 +1242,12 @@ void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len)
 {
 	struct pg_server *ps = pgs(s);
 	long n = str_in(tag, len);
+	/* The server ran a client's own PREPARE, or a DEALLOCATE sluice did not answer:
+	 * the next client must not find that statement, and the name deallocated may have
+	 * been one of sluice's, which the server would then lack under other clients. */
+	if (!ps->internal && ((n == 10 && memcmp(tag, "DEALLOCATE", 10) == 0) ||
+	                      (n == 7 && memcmp(tag, "PREPARE", 7) == 0)))
+		ps->sql_prepared = true;
 	if ((n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) ||
 	    (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) {
 		scache_clear(&ps->prepared);
@@ -764,6 +1262,18 @@ void pg_prep_command_done(struct conn *s, const uint8_t *tag, uint32_t len)
 
 /* --- teardown and counts --- */
 
+static void dealloc_forget(struct pg_server *ps)
+{
+	set_str(&ps->dealloc_unnamed, NULL);
+	set_str(&ps->dealloc_portal, NULL);
+	set_str(&ps->dealloc_portal_target, NULL);
+}
+
+void pg_prep_linked(struct conn *s)
+{
+	dealloc_forget(pgs(s));
+}
+
 void pg_prep_client_free(struct pg_client *pc)
 {
 	cmap_clear(&pc->prepared);
@@ -771,13 +1281,12 @@ void pg_prep_client_free(struct pg_client *pc)
 
 void pg_prep_server_free(struct pg_server *ps)
 {
-	while (ps->queue.n) {
-		struct pg_qent e = q_pop(&ps->queue);
-		stmt_unref(e.stmt);
-	}
+	while (ps->queue.n)
+		ent_free(q_pop(&ps->queue));
 	free(ps->queue.v);
 	ps->queue.v = NULL;
 	scache_clear(&ps->prepared);
+	dealloc_forget(ps);
 }
 
 unsigned pg_prep_count(const struct conn *c)

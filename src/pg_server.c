@@ -377,10 +377,11 @@ static bool message_needed_whole(const struct conn *s, uint8_t type)
 	if (ps->phase == PGS_LOGIN || ps->internal || !linked)
 		return type != 'D' && type != 'T' && type != 'd';
 	/* CommandComplete only matters where a SET can outlive its client; ParseComplete
-	 * and CloseComplete may be sluice's own, to swallow */
+	 * and CloseComplete may be sluice's own, to swallow, and an ErrorResponse may be
+	 * replaced by sluice's */
 	return type == 'Z' || type == 'S' ||
 	       (type == 'C' && pool_effective_mode(s->pool) != POOL_SESSION) ||
-	       (ps->track && (type == '1' || type == '3'));
+	       (ps->track && (type == '1' || type == '3' || type == 'E'));
 }
 
 /* --- query_timeout, idle_transaction_timeout, transaction_timeout --- */
@@ -652,10 +653,15 @@ bool pg_server_reset(struct conn *s)
 	const char *q = cfg->server_reset_query;
 	bool session = pool_effective_mode(s->pool) == POOL_SESSION;
 	if (!session && !cfg->server_reset_query_always) {
-		/* transaction pooling keeps sessions warm, but not a SET another client made */
-		q = ps->session_changed ? "RESET ALL" : NULL;
+		/* transaction pooling keeps sessions warm, but not a SET another client made,
+		 * nor its SQL PREPARE, nor a DEALLOCATE that may have hit sluice's own */
+		if (ps->sql_prepared)
+			q = ps->session_changed ? "RESET ALL; DEALLOCATE ALL" : "DEALLOCATE ALL";
+		else
+			q = ps->session_changed ? "RESET ALL" : NULL;
 	}
 	ps->session_changed = false;
+	ps->sql_prepared = false;
 	if (!q || !q[0])
 		return false;
 	ps->phase = PGS_RESET;
