@@ -642,6 +642,10 @@ void pg_server_input(struct conn *s)
 bool pg_server_clean(const struct conn *s)
 {
 	const struct pg_server *ps = pgs(s);
+	const struct conn *c = s->link;
+	/* the attached client is between two messages, all it sent delivered */
+	if (c && (pgc(c)->pkt_remain || (c->rbuf && iobuf_unsent(c->rbuf))))
+		return false;
 	return ps && ps->phase == PGS_READY && !ps->internal && !ps->outstanding &&
 	       ps->txn_status == 'I' && !ps->pkt_remain && !ps->queue.n && !ps->skipping;
 }

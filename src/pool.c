@@ -562,12 +562,15 @@ void pool_release(struct conn *client)
 	struct conn *server = client->link;
 	if (!server)
 		return;
+	/* judged while still linked: a client leaving in the middle of a message left
+	 * the server with part of one */
+	bool clean = server->proto->server_clean(server);
 	client->link = NULL;
 	server->link = NULL;
 	loop_timer_stop(client->core->loop, &server->timer); /* its client's timeouts */
 	if (client->state == CL_ACTIVE)
 		client_set_state(client, CL_IDLE);
-	if ((server->flags & CONN_F_CLOSE_NEEDED) || !server->proto->server_clean(server)) {
+	if ((server->flags & CONN_F_CLOSE_NEEDED) || !clean) {
 		server_close(server, (server->flags & CONN_F_CLOSE_NEEDED)
 		                         ? "close needed"
 		                         : "released while not idle");

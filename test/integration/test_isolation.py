@@ -321,3 +321,22 @@ def test_bytes_received_counts_arrived_bytes_not_declared_lengths(make_pooler):
             # total_query_count, total_received, ...
             received = int(cols[4])
             assert 100 <= received < 10000, cols
+
+
+def test_client_leaving_mid_copydata_does_not_hand_on_a_broken_server(txn_pool, pg, copy_table):
+    """The COPY failed and the server said ReadyForQuery, but the client closes in the
+    middle of its next CopyData: the server has part of a message and must not serve
+    anyone again."""
+    start = pg_log_size(pg)
+    for _ in range(3):
+        with txn_pool.raw_login(timeout=30) as a:
+            a.send_msg("Q", b"COPY iso_copy FROM STDIN\0")
+            assert a.recv_msg()[0] == "G"
+            second = copy_data(BIG)
+            a.send(copy_data(1000) + second[: BIG // 3])
+            assert [t for t, _ in read_until_ready(a)][0] == "E"
+        with txn_pool.raw_login(timeout=30) as b:
+            for i in range(5):
+                assert b.scalar("SELECT 'next %d'" % i) == "next %d" % i
+    log = pg_log_since(pg, start)
+    assert "invalid frontend message type" not in log, log[-2000:]
