@@ -194,6 +194,11 @@ void pg_server_internal_query(struct conn *s, const char *sql);
  * parameters servers do not report. */
 bool pg_build_param_sets(const struct pg_params *wanted, struct pg_params *have,
                          const struct pg_params *reported, struct pg_out *sql);
+/* The startup 'options' parameter (libpq's options, PGOPTIONS): -c settings of tracked
+ * parameters become wanted, ignored ones are dropped; false (with the offending word
+ * in bad) for anything else, which sluice could not keep per client. */
+bool pg_take_options(struct pg_params *wanted, const struct config *cfg, const char *opts,
+                     char *bad, size_t badlen);
 /* Fills in, for every tracked parameter the client did not send, the pool's default
  * (so a value another client set is put back for it). */
 void pg_params_defaults(struct pg_params *wanted, const struct config *cfg,

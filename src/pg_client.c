@@ -221,7 +221,15 @@ static bool take_startup_params(struct conn *c, const uint8_t *body, size_t len,
 			si->database = value;
 		else if (canon)
 			pg_params_set(&pc->wanted, canon, value);
-		else if (strncmp(name, "_pq_.", 5) == 0 && si->n_unsupported < 16)
+		else if (strcmp(name, "options") == 0 &&
+		         !config_list_contains(c->core->cfg->ignore_startup_parameters, name)) {
+			char bad[64];
+			if (!pg_take_options(&pc->wanted, c->core->cfg, value, bad, sizeof(bad))) {
+				login_fail(c, "08P01", "unsupported options startup parameter: %s",
+				           bad);
+				return false;
+			}
+		} else if (strncmp(name, "_pq_.", 5) == 0 && si->n_unsupported < 16)
 			si->unsupported[si->n_unsupported++] = name;
 		else if (strcmp(name, "replication") == 0 && !str_ieq(value, "false") &&
 		         strcmp(value, "0") && !str_ieq(value, "off") && !str_ieq(value, "no")) {

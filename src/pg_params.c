@@ -103,6 +103,71 @@ static void record_set_by_us(struct pg_params *have, const char *name, const cha
 			have->v[i].set_by_us = true;
 }
 
+/* The next word of an options value, as PostgreSQL splits it (pg_split_opts):
+ * separated by white space, a backslash takes the next character as it is. The
+ * word is copied to out (as long as the value); NULL at the end. */
+static const char *next_option_word(const char **p, char *out)
+{
+	const char *s = *p;
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		s++;
+	if (!*s)
+		return NULL;
+	char *o = out;
+	while (*s && *s != ' ' && *s != '\t' && *s != '\n' && *s != '\r') {
+		if (*s == '\\' && s[1])
+			s++;
+		*o++ = *s++;
+	}
+	*o = 0;
+	*p = s;
+	return out;
+}
+
+/* One "name=value" setting: a tracked parameter becomes wanted; an ignored one is
+ * dropped; anything else is refused. */
+static bool take_option_setting(struct pg_params *wanted, const struct config *cfg, char *setting)
+{
+	char *eq = strchr(setting, '=');
+	if (!eq || eq == setting)
+		return false;
+	*eq = 0;
+	for (char *n = setting; *n; n++) /* --work-mem=1 means work_mem, as in PostgreSQL */
+		if (*n == '-')
+			*n = '_';
+	const char *canon = pg_param_canonical(cfg, setting);
+	if (canon) {
+		pg_params_set(wanted, canon, eq + 1);
+		return true;
+	}
+	return config_list_contains(cfg->ignore_startup_parameters, setting);
+}
+
+bool pg_take_options(struct pg_params *wanted, const struct config *cfg, const char *opts,
+                     char *bad, size_t badlen)
+{
+	size_t n = strlen(opts) + 1;
+	char *word = xmalloc(n), *next = xmalloc(n);
+	const char *p = opts;
+	bool ok = true;
+	const char *w;
+	while (ok && (w = next_option_word(&p, word)) != NULL) {
+		char *setting = NULL;
+		if (strcmp(w, "-c") == 0)
+			setting = (char *)next_option_word(&p, next);
+		else if (strncmp(w, "-c", 2) == 0)
+			setting = word + 2;
+		else if (strncmp(w, "--", 2) == 0)
+			setting = word + 2;
+		ok = setting && take_option_setting(wanted, cfg, setting);
+		if (!ok)
+			strlcpy_s(bad, setting ? setting : w, badlen);
+	}
+	free(word);
+	free(next);
+	return ok;
+}
+
 /* One set_config() call; a NULL value resets the parameter to its default. */
 static void append_set_config(struct pg_out *sql, bool first, const char *name, const char *value)
 {

@@ -340,3 +340,33 @@ def test_client_leaving_mid_copydata_does_not_hand_on_a_broken_server(txn_pool, 
                 assert b.scalar("SELECT 'next %d'" % i) == "next %d" % i
     log = pg_log_since(pg, start)
     assert "invalid frontend message type" not in log, log[-2000:]
+
+
+def test_search_path_list_in_options_psycopg(sp_pool, schemas):
+    # libpq has no keyword for search_path: psycopg (and PGOPTIONS) send it in options
+    with sp_pool.connect(options="-c search_path=iso_s1,public") as a, sp_pool.connect() as b:
+        for _ in range(2):
+            assert a.execute("SELECT current_schemas(false)::text").fetchone()[0] == "{iso_s1,public}"
+            assert a.execute("SELECT v FROM only_in_s1").fetchone()[0] == "found"
+            assert b.execute("SHOW search_path").fetchone()[0] == '"$user", public'
+
+
+def test_options_settings_forms(sp_pool):
+    opts = r"-c application_name=with\ space --DateStyle=SQL,DMY -cIntervalStyle=iso_8601"
+    with sp_pool.connect(options=opts) as a, sp_pool.connect() as b:
+        for _ in range(2):
+            assert a.execute("SHOW application_name").fetchone()[0] == "with space"
+            assert a.execute("SHOW DateStyle").fetchone()[0] == "SQL, DMY"
+            assert a.execute("SHOW IntervalStyle").fetchone()[0] == "iso_8601"
+            assert b.execute("SHOW IntervalStyle").fetchone()[0] == "postgres"
+
+
+@pytest.mark.parametrize("opts", ["-c work_mem=64MB", "-c", "--geqo", "-d 5", "-c =x"])
+def test_options_that_cannot_follow_the_client_are_refused(sp_pool, opts):
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError) as e:
+        sp_pool.connect(options=opts)
+    assert "unsupported options startup parameter" in str(e.value)
+    with sp_pool.connect() as c:  # others unaffected
+        assert c.execute("SELECT 1").fetchone()[0] == 1
