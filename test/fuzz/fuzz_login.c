@@ -15,8 +15,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const enum auth_type auth_types[] = {AUTH_ANY, AUTH_TRUST, AUTH_PLAIN, AUTH_MD5,
-                                            AUTH_SCRAM, AUTH_HBA};
+static const enum auth_type auth_types[] = {AUTH_ANY, AUTH_TRUST, AUTH_PLAIN,
+                                            AUTH_MD5, AUTH_SCRAM, AUTH_HBA};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -31,9 +31,9 @@ static void extended_query(int c)
 	pg_out_begin(&o, 'B');
 	pg_out_str(&o, "");
 	pg_out_str(&o, "s1");
-	pg_out_u32(&o, 0);      /* no formats; 0 params (u16 + u16 as one u32) */
+	pg_out_u32(&o, 0); /* no formats; 0 params (u16 + u16 as one u32) */
 	pg_out_u8(&o, 0);
-	pg_out_u8(&o, 0);       /* no result formats */
+	pg_out_u8(&o, 0); /* no result formats */
 	pg_out_end(&o);
 	pg_out_begin(&o, 'D');
 	pg_out_u8(&o, 'P');
@@ -50,10 +50,10 @@ static void extended_query(int c)
 }
 
 static const char *const users[][2] = {
-    {"stats", "db1"},  /* plain secret in the auth file: cleartext, md5 and SCRAM */
-    {"admin", "db1"},  /* md5 secret: md5 only */
-    {"app", "dbpw"},   /* forced user with the entry's password */
-    {"app", "dbq"},    /* connect_query and a startup parameter */
+    {"stats", "db1"}, /* plain secret in the auth file: cleartext, md5 and SCRAM */
+    {"admin", "db1"}, /* md5 secret: md5 only */
+    {"app", "dbpw"},  /* forced user with the entry's password */
+    {"app", "dbq"},   /* connect_query and a startup parameter */
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

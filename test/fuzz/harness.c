@@ -28,9 +28,9 @@
 #include "pool.h"
 #include "proto.h"
 
-#define H_PG_PORT     5999 /* the fake PostgreSQL */
-#define H_SLUICE_PORT 6999 /* sluice's own unix listener */
-#define H_MAX_EP      16
+#define H_PG_PORT      5999 /* the fake PostgreSQL */
+#define H_SLUICE_PORT  6999 /* sluice's own unix listener */
+#define H_MAX_EP       16
 #define H_QUIET_ROUNDS 4   /* rounds without any movement before h_pump stops */
 #define H_MAX_ROUNDS   400 /* bounds a pump whatever the peers do */
 
@@ -38,9 +38,9 @@
 struct ep {
 	int fd; /* -1: slot free */
 	bool server;
-	bool started; /* server: the startup packet was answered */
-	char txn;     /* server: transaction status for ReadyForQuery */
-	size_t raw_pos;  /* server in a RAW mode: next raw byte to send; SIZE_MAX: not armed */
+	bool started;   /* server: the startup packet was answered */
+	char txn;       /* server: transaction status for ReadyForQuery */
+	size_t raw_pos; /* server in a RAW mode: next raw byte to send; SIZE_MAX: not armed */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;

@@ -20,7 +20,7 @@ struct core;
 
 /* How the fake PostgreSQL answers. */
 enum h_server_mode {
-	H_SERVER_CANNED,   /* a plausible PostgreSQL: trust login, canned replies */
+	H_SERVER_CANNED,    /* a plausible PostgreSQL: trust login, canned replies */
 	H_SERVER_RAW_LOGIN, /* the raw bytes answer the startup packet */
 	H_SERVER_RAW_REPLY, /* canned login; the raw bytes answer the first query */
 };
