@@ -22,8 +22,7 @@ TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration bench bench-transaction bench-idle format format-check clean distclean \
-        fuzz-build fuzz fuzz-seeds
+.PHONY: all check check-unit check-integration bench bench-transaction bench-idle format format-check clean distclean
 
 all: src/sluice
 
@@ -67,6 +66,7 @@ bench-idle: src/sluice
 # UBSan in build-fuzz/, linked with each target and the harness. `make fuzz` runs every
 # target for FUZZ_SECONDS on a scratch copy of its seed corpus and fails on any crash,
 # leak, timeout or UBSan report.
+.PHONY: fuzz-build fuzz fuzz-seeds
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DIR = build-fuzz
