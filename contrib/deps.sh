@@ -19,6 +19,8 @@ PACKAGES=(
 	gcc libc6-dev make autoconf automake pkg-config
 	libssl-dev libc-ares-dev libinih-dev check libpq-dev
 	clang-format git ca-certificates
+	# fuzzing (make fuzz): clang with libFuzzer and the sanitizer runtimes
+	clang libclang-rt-14-dev
 	# test: servers and clients
 	postgresql-15 postgresql-client-15 pgbouncer
 	python3 python3-pytest python3-psycopg python3-psycopg2 python3-asyncpg

@@ -621,8 +621,9 @@ static bool client_keys(const struct scram_client *st, const struct server_param
 		memcpy(server_key, st->server_key, SCRAM_KEY_LEN);
 		return true;
 	}
-	return st->password && derive_keys(st->password, sp->salt, sp->salt_len, sp->iterations,
-	                                   client_key, server_key);
+	return st->password && sp->iterations <= SCRAM_MAX_SERVER_ITERATIONS &&
+	       derive_keys(st->password, sp->salt, sp->salt_len, sp->iterations, client_key,
+	                   server_key);
 }
 
 /*

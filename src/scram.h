@@ -25,6 +25,16 @@
  */
 #define SCRAM_MAX_ITERATIONS 10000000
 #define SCRAM_MAX_SALT_LEN   64
+/*
+ * The count a server may make sluice run PBKDF2 for when it logs in with a password.
+ * The server picks it, before it has proven anything, and the event loop stalls for
+ * the whole derivation at every login attempt: at SCRAM_MAX_ITERATIONS (about 3 s of
+ * PBKDF2-SHA-256) every client would freeze for seconds per server login, found by
+ * fuzz_server. libpq takes any count up to INT_MAX; PostgreSQL uses 4096 unless
+ * scram_iterations (PG 16) is raised, and 100,000 (about 30 ms) leaves room for that.
+ * With keys from a client's proof no PBKDF2 runs, so no bound applies.
+ */
+#define SCRAM_MAX_SERVER_ITERATIONS 100000
 
 struct scram_secret {
 	int iterations;

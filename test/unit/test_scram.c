@@ -764,6 +764,30 @@ START_TEST(test_client_final_truncated)
 }
 END_TEST
 
+/* A server cannot make sluice's loop run PBKDF2 past SCRAM_MAX_SERVER_ITERATIONS. */
+START_TEST(test_client_server_iterations_bound)
+{
+	struct scram_client st;
+	char *out = NULL;
+
+	client_at_step2(&st);
+	ck_assert(!client_final_s(&st, "r=" RFC_NONCE ",s=" RFC_SALT64 ",i=100001", &out));
+	ck_assert_ptr_null(out);
+	scram_client_clear(&st);
+	client_at_step2(&st);
+	ck_assert(client_final_s(&st, "r=" RFC_NONCE ",s=" RFC_SALT64 ",i=100000", &out));
+	free(out);
+	scram_client_clear(&st);
+	/* with keys from a client's proof nothing is derived: any count is fine */
+	client_at_step2(&st);
+	st.password = NULL;
+	st.use_keys = true;
+	ck_assert(client_final_s(&st, "r=" RFC_NONCE ",s=" RFC_SALT64 ",i=9999999", &out));
+	free(out);
+	scram_client_clear(&st);
+}
+END_TEST
+
 START_TEST(test_client_without_credentials)
 {
 	struct scram_client st = {0};
@@ -916,6 +940,7 @@ static Suite *scram_suite(void)
 	tcase_add_test(bad, test_client_final_nul);
 	tcase_add_test(bad, test_client_final_truncated);
 	tcase_add_test(bad, test_client_without_credentials);
+	tcase_add_test(bad, test_client_server_iterations_bound);
 	tcase_add_test(bad, test_client_verify_rejects);
 	suite_add_tcase(s, bad);
 	return s;
