@@ -69,6 +69,11 @@ void iobuf_reserve(struct iobuf **bp, uint32_t need);
  * for more of it, growing (at most doubling) only once the buffer is full, so memory
  * follows the bytes received, never the length a peer declared. */
 void iobuf_grow_toward(struct iobuf **bp, uint32_t need);
+/* Forgets processed bytes not yet written: their reader is gone. */
+static inline void iobuf_drop_unsent(struct iobuf *b)
+{
+	b->sent = b->done;
+}
 /* Marks n unparsed bytes as processed and to be sent. */
 void iobuf_mark_send(struct iobuf *b, uint32_t n);
 /* Drops n unparsed bytes so they are never sent (a swallowed message). */

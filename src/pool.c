@@ -565,6 +565,10 @@ void pool_release(struct conn *client)
 	/* judged while still linked: a client leaving in the middle of a message left
 	 * the server with part of one */
 	bool clean = server->proto->server_clean(server);
+	/* replies the client did not take (it left without reading them) are its own:
+	 * written later, they would reach the server's next client */
+	if (server->rbuf)
+		iobuf_drop_unsent(server->rbuf);
 	client->link = NULL;
 	server->link = NULL;
 	loop_timer_stop(client->core->loop, &server->timer); /* its client's timeouts */

@@ -3,6 +3,7 @@ back to the pool only between two of its client's messages, copy data left over
 from a failed COPY never reaches another client's server, and frontend messages that
 do not exist are refused by the pooler instead of ending a pooled server session."""
 
+import socket
 import struct
 import threading
 import time
@@ -370,3 +371,29 @@ def test_options_that_cannot_follow_the_client_are_refused(sp_pool, opts):
     assert "unsupported options startup parameter" in str(e.value)
     with sp_pool.connect() as c:  # others unaffected
         assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_replies_a_departed_client_did_not_read_go_nowhere(make_pooler):
+    """A client that asked for a large reply and closed without reading it: whatever of
+    that reply sluice still held for it must not reach the server's next client. (A big
+    pkt_buf lets the whole reply, ReadyForQuery included, sit in sluice at once.)"""
+    pool = make_pooler(settings={"pool_mode": "transaction", "default_pool_size": 1,
+                                 "pkt_buf": 16 * 1024 * 1024})
+    bad = []
+    with pool.raw_login(timeout=30) as b:
+        for n in range(30):
+            a = pool.raw_login(timeout=30)
+            a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            rows = 10 + 15 * n  # 100 kB to 4.5 MB: some more than a's socket takes
+            a.send_msg("Q", ("SELECT repeat('x', 10000) FROM generate_series(1, %d)" % rows).encode() + b"\0")
+            time.sleep(0.2)  # the server answers; sluice forwards what a's socket takes
+            a.close()
+            token = "b-%d" % n
+            try:
+                got = b.scalar("SELECT '%s'" % token)
+            except Exception as e:  # noqa: BLE001
+                got = repr(e)
+            if got != token:
+                bad.append((rows, got[:80] if isinstance(got, str) else got))
+                break
+    assert bad == [], bad
