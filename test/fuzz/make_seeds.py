@@ -100,6 +100,9 @@ def login_seeds():
         ("IntervalStyle", "iso_8601"), ("search_path", "s1, public"),
         ("standard_conforming_strings", "on"), ("extra_float_digits", "3"),
         ("replication", "false"), ("_pq_.foo", "1")], version=0x00030002) + query("SHOW search_path")
+    s["options"] = bytes([ANY | 0x10]) + startup([
+        ("user", "app"), ("database", "db1"),
+        ("options", "-c search_path=s1,public --DateStyle=ISO -capplication_name=a\\ b -c")])
     s["unsupported-param"] = bytes([ANY]) + startup([("user", "app"), ("bogus", "1")])
     s["old-protocol"] = bytes([ANY]) + startup([("user", "app")], version=0x00020000)
     s["no-user"] = bytes([ANY]) + startup([("database", "db1")])
