@@ -1235,6 +1235,7 @@ void pg_prep_send_made_up(struct conn *s)
 		struct pg_qent e = q_pop(&ps->queue);
 		uint8_t msg[5] = {e.type == 'P' ? '1' : '3', 0, 0, 0, 4};
 		conn_send_after_forwarded(c, msg, sizeof(msg));
+		ent_free(e);
 	}
 }
 
