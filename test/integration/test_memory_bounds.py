@@ -177,6 +177,7 @@ def test_held_message_buffer_follows_bytes_not_declared_length(make_pooler):
         time.sleep(0.5)
         grown = vm_kb(pid, "VmData") - before
         print("VmData +%d kB with 4 MB of a 60 MB Parse received" % grown)
-        assert grown < 16 * 1024, grown
+        # 8 MB here (17 MB under ASan); reserving the declared length took 65 MB
+        assert grown < 30 * 1024, grown
     with p.raw_login() as c:
         assert c.scalar("SELECT 'fine'") == "fine"
