@@ -48,6 +48,7 @@ enum cf_type {
 	CT_AUTH_TYPE,
 	CT_LB_MODE,  /* load_balance_hosts */
 	CT_TSA_MODE, /* target_session_attrs */
+	CT_PROTOCOL, /* a wire protocol name, stored as a pointer to protocol_names[] */
 };
 
 /* Private flag: the word "<empty>" in the file means "" (PgBouncer's spelling). */
@@ -79,6 +80,7 @@ struct cf_setting {
 #define M_TIME(f, def, fl, lo) {#f, CT_TIME, MAIN_OFF(f, usec_t), def, fl, lo, LLONG_MAX}
 #define M_POOL(f, def, fl) {#f, CT_POOL_MODE, MAIN_OFF(f, enum pool_mode), def, fl, 0, 0}
 #define M_AUTH(f, def, fl) {#f, CT_AUTH_TYPE, MAIN_OFF(f, enum auth_type), def, fl, 0, 0}
+#define M_PROTO(f, def, fl) {#f, CT_PROTOCOL, MAIN_OFF(f, const char *), def, fl, 0, 0}
 /* clang-format on */
 
 #define SEC ((long long)USEC_PER_SEC)
@@ -93,6 +95,7 @@ static const struct cf_setting settings[] = {
     M_STR(unix_socket_group, "", CF_RESTART),
     M_INT(listen_backlog, "128", CF_RESTART, 1, INT_MAX),
     M_BOOL(so_reuseport, "0", CF_RESTART),
+    M_PROTO(listen_protocol, "postgresql", CF_RESTART),
     /* authentication */
     M_AUTH(auth_type, "md5", CF_RELOAD),
     M_STR(auth_file, "", CF_RELOAD),
@@ -236,6 +239,7 @@ static const struct entry_key db_keys[] = {
     D_STR(auth_user),
     {"load_balance_hosts", CT_LB_MODE, DB_OFF(load_balance_hosts, enum lb_mode), 0, 0},
     {"target_session_attrs", CT_TSA_MODE, DB_OFF(target_session_attrs, enum tsa_mode), 0, 0},
+    {"protocol", CT_PROTOCOL, DB_OFF(protocol, const char *), 0, 0},
 };
 
 /* clang-format off */
@@ -282,6 +286,14 @@ static const struct {
 static const char *const lb_mode_names[] = {"round-robin", "least-busy", "disable"};
 static const char *const tsa_mode_names[] = {"any",     "read-write", "read-only",
                                              "primary", "standby",    "prefer-standby"};
+
+/*
+ * Wire protocols a database or a listener may speak. The names are the values stored in
+ * the config (pointers into this table), so proto_by_name() can map them to a module.
+ * protocol_reserved: names refused until their module exists.
+ */
+static const char *const protocol_names[] = {"postgresql"};
+static const char *const protocol_reserved[] = {"mysql"};
 
 /* PgBouncer methods that sluice refuses by name, so the message can say why. */
 static const char *const auth_unsupported[] = {"cert", "pam", "peer", "ldap", "crypt"};
@@ -450,6 +462,25 @@ static bool parse_pool_mode(const char *text, enum pool_mode *out, char *why, si
 	return false;
 }
 
+static bool parse_protocol(const char *text, const char **out, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(protocol_names); i++) {
+		if (str_ieq(text, protocol_names[i])) {
+			*out = protocol_names[i];
+			return true;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(protocol_reserved); i++) {
+		if (str_ieq(text, protocol_reserved[i])) {
+			snprintf(why, whylen, "protocol %s is not supported yet",
+			         protocol_reserved[i]);
+			return false;
+		}
+	}
+	snprintf(why, whylen, "expected postgresql");
+	return false;
+}
+
 /* One of names[] (ignoring case): its index into *out; expect lists them for the message. */
 static bool parse_name(const char *text, const char *const *names, size_t n, int *out,
                        const char *expect, char *why, size_t whylen)
@@ -517,6 +548,8 @@ static bool parse_value(enum cf_type type, const char *text, void *dst, long lon
 			return false;
 		*(enum tsa_mode *)dst = (enum tsa_mode)idx;
 		return true;
+	case CT_PROTOCOL:
+		return parse_protocol(text, dst, why, whylen);
 	}
 	snprintf(why, whylen, "internal error: unknown type");
 	return false;
@@ -575,6 +608,10 @@ static void format_value(enum cf_type type, const void *src, char *out, size_t l
 	case CT_TSA_MODE:
 		snprintf(out, len, "%s", tsa_mode_name(*(const enum tsa_mode *)src));
 		return;
+	case CT_PROTOCOL:
+		s = *(const char *const *)src;
+		snprintf(out, len, "%s", s ? s : protocol_names[0]);
+		return;
 	}
 	snprintf(out, len, "?");
 }
@@ -599,6 +636,8 @@ static size_t type_size(enum cf_type type)
 		return sizeof(enum lb_mode);
 	case CT_TSA_MODE:
 		return sizeof(enum tsa_mode);
+	case CT_PROTOCOL:
+		return sizeof(const char *);
 	}
 	return 0;
 }
@@ -1258,6 +1297,7 @@ static bool db_line(struct load_ctx *c, const char *raw_name, const char *value)
 	db->port = 5432;
 	db->pool_size = db->min_pool_size = db->reserve_pool_size = db->max_db_connections = -1;
 	db->pool_mode = POOL_MODE_UNSET;
+	db->protocol = protocol_names[0];
 	db->file = c->cur_file;
 	db->line = c->cur_line;
 	snprintf(what, sizeof(what), "database '%.64s': ", name);

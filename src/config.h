@@ -60,6 +60,8 @@ struct db_entry {
 	char *timezone;
 	char *application_name;
 	char *auth_user;
+	/* wire protocol: a static name ("postgresql"), never freed */
+	const char *protocol;
 	const char *file; /* where it was defined, for messages (points into config) */
 	int line;
 };
@@ -96,6 +98,8 @@ struct config {
 	char *unix_socket_group; /* "" */
 	int listen_backlog;      /* 128 */
 	bool so_reuseport;       /* false */
+	/* what every listener speaks: a static name, "postgresql" */
+	const char *listen_protocol;
 
 	/* authentication */
 	enum auth_type auth_type;  /* md5 */

@@ -602,6 +602,7 @@ int main(int argc, char **argv)
 	if (opts.check_only)
 		return check_config(opts.config);
 	core_init(&core, opts.config);
+	pool_init();
 	if (!random_bytes(core.scram_mock_key, sizeof(core.scram_mock_key)))
 		fatal("no randomness for the SCRAM mock key");
 	core.cfg = config_load(opts.config, err, sizeof(err), warn_config);
@@ -633,7 +634,8 @@ int main(int argc, char **argv)
 	core.dns = dns_new(&core, &dns_hooks, err, sizeof(err));
 	if (!core.dns)
 		fatal("cannot start the resolver: %s", err);
-	if (!listen_open_all(&core, &pg_proto) || !metrics_open(&core)) {
+	if (!listen_open_all(&core, proto_by_name(core.cfg->listen_protocol)) ||
+	    !metrics_open(&core)) {
 		/* the pidfile may be another instance's: not ours to remove */
 		free(core.cfg->pidfile);
 		core.cfg->pidfile = NULL;

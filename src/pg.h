@@ -13,7 +13,11 @@
 #include "auth_file.h"
 #include "conn.h"
 #include "pg_pkt.h"
+#include "proto.h"
 #include "scram.h"
+
+/* The module's entry in the protocol registry (proto.c), defined in pg_proto.c. */
+extern const struct proto_ops pg_proto;
 
 /* name/value pairs: what a server reports, what a client asked for */
 struct pg_param {

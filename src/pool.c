@@ -103,9 +103,14 @@ struct database *database_lookup(struct core *core, const char *name)
 	}
 	if (!e)
 		return NULL;
+	const struct proto_ops *proto = proto_by_name(e->protocol);
+	if (!proto) { /* the config refuses a protocol without a module: cannot happen */
+		log_warning("database %s: no module for protocol %s", name, e->protocol);
+		return NULL;
+	}
 	struct database *db = xcalloc(1, sizeof(*db));
 	db->name = xstrdup(name);
-	db->proto = &pg_proto;
+	db->proto = proto;
 	db->from_fallback = fallback;
 	database_fill(db, e, name, core->cfg);
 	list_add_tail(&core->databases, &db->node);
@@ -179,7 +184,8 @@ void pool_apply_config(struct core *core)
 		const struct db_entry *e = config_find_db(core->cfg, db->name);
 		if (!e && db->from_fallback)
 			e = config_find_db(core->cfg, "*");
-		if (!e) {
+		/* a database keeps its protocol: one that changes is removed and made anew */
+		if (!e || proto_by_name(e->protocol) != db->proto) {
 			db->stale = true;
 			mark_db_servers_close(core, db);
 			continue;
@@ -1390,7 +1396,7 @@ static const struct conn_hooks pool_conn_hooks = {
     .failed = conn_failed,
 };
 
-__attribute__((constructor)) static void pool_install_hooks(void)
+void pool_init(void)
 {
 	conn_set_hooks(&pool_conn_hooks);
 }

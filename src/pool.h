@@ -102,6 +102,9 @@ struct pool {
 	struct stats stats;
 };
 
+/* Installs the pool's connect hooks in conn.c; called once at start-up, before any
+ * server is connected. */
+void pool_init(void);
 struct database *database_lookup(struct core *core, const char *name);
 struct user *user_lookup(struct core *core, const char *name);
 struct pool *pool_get(struct core *core, struct database *db, struct user *user);

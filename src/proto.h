@@ -53,6 +53,11 @@ struct proto_ops {
 	void (*conn_free)(struct conn *c);
 };
 
-extern const struct proto_ops pg_proto;
+/*
+ * The module registered under name ("postgresql", as stored by the config), or NULL
+ * when there is none. The config refuses names that have no module, so a name read from
+ * a loaded config always has one.
+ */
+const struct proto_ops *proto_by_name(const char *name);
 
 #endif

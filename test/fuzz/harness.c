@@ -183,12 +183,13 @@ static void setup(void)
 	hcore.loop = loop_new();
 	if (!hcore.loop)
 		fatal("harness: loop_new");
+	pool_init();
 	static const struct dns_hooks no_hooks = {0};
 	hcore.dns = dns_new(&hcore, &no_hooks, err, sizeof(err));
 	if (!hcore.dns)
 		fatal("harness: dns: %s", err);
 	open_pg_listener();
-	if (!listen_open_all(&hcore, &pg_proto))
+	if (!listen_open_all(&hcore, proto_by_name(hcore.cfg->listen_protocol)))
 		fatal("harness: cannot listen in %s", dir);
 	loop_set_before_sleep(hcore.loop, before_sleep, NULL);
 	for (int i = 0; i < H_MAX_EP; i++)
@@ -644,7 +645,7 @@ void h_end(void)
 	/* SHUTDOWN, SUSPEND and PAUSE from the console: back to a running process */
 	if (hcore.run_state != RUN_NORMAL) {
 		hcore.run_state = RUN_NORMAL;
-		if (!listen_open_all(&hcore, &pg_proto))
+		if (!listen_open_all(&hcore, proto_by_name(hcore.cfg->listen_protocol)))
 			fatal("harness: cannot listen again");
 	}
 	if (hcore.suspended) {

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "pool.h"
+#include "proto.h"
 
 /* ---- fixture: a temporary directory, collected warnings ---- */
 
@@ -507,6 +508,27 @@ START_TEST(test_health_settings)
 }
 END_TEST
 
+/* protocol= and listen_protocol name a module that proto_by_name() finds; mysql is
+ * reserved and refused at load with the line. */
+START_TEST(test_protocols)
+{
+	struct config *cfg = load_ok("[databases]\na = host=h\nb = protocol=PostgreSQL\n");
+	ck_assert_str_eq(config_find_db(cfg, "a")->protocol, "postgresql");
+	ck_assert_str_eq(config_find_db(cfg, "b")->protocol, "postgresql");
+	ck_assert_str_eq(cfg->listen_protocol, "postgresql");
+	const struct proto_ops *pg = proto_by_name(config_find_db(cfg, "a")->protocol);
+	ck_assert_ptr_nonnull(pg);
+	ck_assert_int_eq(pg->default_port, 5432);
+	ck_assert_ptr_eq(proto_by_name(cfg->listen_protocol), pg);
+	ck_assert_ptr_null(proto_by_name("mysql"));
+	ck_assert_ptr_null(proto_by_name(NULL));
+	config_free(cfg);
+	load_fails_at("[sluice]\nlisten_port = 7000\nlisten_protocol = mysql\n", 3,
+	              "invalid value for listen_protocol: protocol mysql is not supported yet");
+	load_fails_at("[sluice]\nlisten_protocol = http\n", 2, "expected postgresql");
+}
+END_TEST
+
 START_TEST(test_db_unknown_and_ignored_params)
 {
 	struct config *cfg = load_ok("[databases]\na = host=h frobnicate=1 server_lifetime=10\n");
@@ -547,6 +569,9 @@ static const struct {
                                 "read-write, read-only, primary, standby or prefer-standby"},
     {"pool_mode=foo", "invalid value for pool_mode: expected session"},
     {"pool_size=-1", "invalid value for pool_size: must be at least 0"},
+    {"protocol=mysql",
+     "database 'd': invalid value for protocol: protocol mysql is not supported yet"},
+    {"protocol=pg", "invalid value for protocol: expected postgresql ('pg')"},
 };
 
 START_TEST(test_bad_db_entries)
@@ -1220,6 +1245,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_db_unknown_and_ignored_params);
 	tcase_add_test(tc, test_db_host_lists);
 	tcase_add_test(tc, test_health_settings);
+	tcase_add_test(tc, test_protocols);
 	tcase_add_loop_test(tc, test_bad_db_entries, 0, sizeof(bad_db) / sizeof(bad_db[0]));
 	tcase_add_test(tc, test_password_never_echoed);
 	tcase_add_test(tc, test_bad_db_names);
