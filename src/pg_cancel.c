@@ -143,7 +143,7 @@ bool pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 	pg_put_u32(cr->pkt + 8, server->cancel_pid);
 	pg_put_u32(cr->pkt + 12, server->cancel_key);
 	if (!loop_watch(core->loop, fd, LOOP_WRITE, cancel_io, cr)) {
-		close(fd);
+		cr->io->close(fd, NULL);
 		free(cr);
 		return false;
 	}
