@@ -23,6 +23,8 @@
 
 static const struct conn_hooks *hooks;
 static struct list flush_list = LIST_INIT(flush_list);
+/* connections whose transport holds input epoll will not report (conn_io.pending) */
+static struct list pending_list = LIST_INIT(pending_list);
 
 static const char *const client_state_names[] = {"login",   "wait_login", "idle",
                                                  "waiting", "active",     "justfree"};
@@ -56,8 +58,16 @@ struct conn *conn_new(struct core *core, int fd, bool is_server)
 	c->host_idx = -1;
 	list_init(&c->node);
 	list_init(&c->flush_node);
+	list_init(&c->pending_node);
 	list_init(&c->cancels);
+	c->io = &conn_io_plain;
 	return c;
+}
+
+void conn_set_io(struct conn *c, const struct conn_io *io, void *ctx)
+{
+	c->io = io;
+	c->io_ctx = ctx;
 }
 
 static bool conn_is_dead(const struct conn *c)
@@ -74,6 +84,10 @@ static void conn_update_mask(struct conn *c)
 		mask |= LOOP_READ;
 	if (conn_output_pending(c))
 		mask |= LOOP_WRITE;
+	/* a transport in a handshake waits for its own events, whatever ours are */
+	int want = c->io->want(c->fd, c->io_ctx);
+	if (want)
+		mask = want;
 	if (!loop_set_mask(c->core->loop, c->fd, mask))
 		log_warning("epoll_ctl(fd %d): %s", c->fd, strerror(errno));
 }
@@ -91,6 +105,16 @@ bool conn_output_pending(const struct conn *c)
 	return c->link && c->link->rbuf && iobuf_unsent(c->link->rbuf);
 }
 
+/* Input held inside the transport is never reported by epoll: queue c to be read
+ * before the loop sleeps. */
+static void note_pending(struct conn *c)
+{
+	if (conn_is_dead(c) || (c->flags & CONN_F_READ_PAUSED) || !list_empty(&c->pending_node))
+		return;
+	if (c->io->pending(c->fd, c->io_ctx))
+		list_add_tail(&pending_list, &c->pending_node);
+}
+
 void conn_pause_read(struct conn *c, bool pause)
 {
 	if (pause)
@@ -98,13 +122,15 @@ void conn_pause_read(struct conn *c, bool pause)
 	else
 		c->flags &= ~CONN_F_READ_PAUSED;
 	conn_update_mask(c);
+	if (!pause)
+		note_pending(c);
 }
 
 /* Writes [sent, done) of b to fd. Returns false on a hard error. */
 static bool write_buf(struct conn *dst, struct iobuf *b)
 {
 	while (iobuf_unsent(b)) {
-		ssize_t n = send(dst->fd, b->data + b->sent, iobuf_unsent(b), MSG_NOSIGNAL);
+		ssize_t n = dst->io->send(dst->fd, dst->io_ctx, b->data + b->sent, iobuf_unsent(b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -194,9 +220,28 @@ void conn_send(struct conn *c, const void *data, size_t len)
 		list_add_tail(&flush_list, &c->flush_node);
 }
 
+static void on_readable(struct conn *c);
+
+/* Reads what transports hold until none holds any, or its reader is paused (it is
+ * queued again when it resumes): a connection is never left with input no event
+ * will announce. */
+static void drain_pending(void)
+{
+	struct list *item;
+	while ((item = list_pop_head(&pending_list)) != NULL) {
+		struct conn *c = container_of(item, struct conn, pending_node);
+		if (conn_is_dead(c) || (c->flags & CONN_F_READ_PAUSED))
+			continue;
+		on_readable(c);
+		if (!conn_is_dead(c))
+			conn_trim_buffers(c);
+	}
+}
+
 void conn_flush_all(void)
 {
 	struct list *item;
+	drain_pending();
 	while ((item = list_pop_head(&flush_list)) != NULL) {
 		struct conn *c = container_of(item, struct conn, flush_node);
 		if (conn_is_dead(c))
@@ -273,7 +318,7 @@ static void on_readable(struct conn *c)
 		conn_pause_read(c, true);
 		return;
 	}
-	ssize_t n = recv(c->fd, b->data + b->recv, iobuf_free_space(b), 0);
+	ssize_t n = c->io->recv(c->fd, c->io_ctx, b->data + b->recv, iobuf_free_space(b));
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -285,6 +330,7 @@ static void on_readable(struct conn *c)
 		c->proto->server_input(c);
 	else
 		c->proto->client_input(c);
+	note_pending(c);
 }
 
 void conn_event(struct loop *l, int fd, int events, void *arg)
@@ -370,12 +416,15 @@ void conn_close_socket(struct conn *c)
 {
 	if (c->fd >= 0) {
 		loop_unwatch(c->core->loop, c->fd);
-		close(c->fd);
+		c->io->close(c->fd, c->io_ctx);
 		c->fd = -1;
+		c->io_ctx = NULL;
 	}
 	loop_timer_stop(c->core->loop, &c->timer);
 	if (!list_empty(&c->flush_node))
 		list_del(&c->flush_node);
+	if (!list_empty(&c->pending_node))
+		list_del(&c->pending_node);
 	iobuf_put(c->rbuf);
 	iobuf_put(c->wbuf);
 	c->rbuf = c->wbuf = NULL;

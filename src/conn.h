@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conn_io.h"
 #include "iobuf.h"
 #include "loop.h"
 #include "util.h"
@@ -52,8 +53,11 @@ const char *server_state_name(enum server_state s);
 #define CONN_F_PROBE        0x20 /* a server opened only to check its host, closed after login */
 
 struct conn {
-	struct list node;       /* in the list of its state (pool or core) */
-	struct list flush_node; /* in the list of connections with generated output */
+	struct list node;         /* in the list of its state (pool or core) */
+	struct list flush_node;   /* in the list of connections with generated output */
+	struct list pending_node; /* in the list of connections whose transport holds input */
+	const struct conn_io *io; /* the transport every read and write goes through */
+	void *io_ctx;             /* its per-connection state (NULL for plain) */
 	struct core *core;
 	const struct proto_ops *proto;
 	void *pstate; /* protocol module's private state */
@@ -86,11 +90,14 @@ struct conn_hooks {
 	void (*failed)(struct conn *c, const char *reason); /* EOF or socket error */
 };
 void conn_set_hooks(const struct conn_hooks *hooks);
-/* Writes out all generated output queued during this iteration (before-sleep hook). */
+/* Reads input a transport holds (conn_io.pending), then writes out all generated output
+ * queued during this iteration (before-sleep hook). */
 void conn_flush_all(void);
 
 /* Creates a connection around an fd (non-blocking, close-on-exec already). */
 struct conn *conn_new(struct core *core, int fd, bool is_server);
+/* Puts c on another transport (conn_new picks conn_io_plain); ctx is then c's to close. */
+void conn_set_io(struct conn *c, const struct conn_io *io, void *ctx);
 /* Registers the fd with the loop (reading, plus writing when connecting). */
 bool conn_watch(struct conn *c, bool connecting) WARN_UNUSED;
 

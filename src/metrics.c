@@ -32,6 +32,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "conn_io.h"
 #include "core.h"
 #include "log.h"
 #include "loop.h"
@@ -822,6 +823,9 @@ struct mconn {
 	struct list node;
 	struct metrics *m;
 	int fd;
+	/* plain; each read loops until EAGAIN, so a TLS transport's pending input is
+	 * drained without the before-sleep hook conn.c needs */
+	const struct conn_io *io;
 	enum mconn_state state;
 	uint64_t id;
 	char *head; /* METRICS_HEAD_MAX bytes while reading */
@@ -871,7 +875,7 @@ static void mconn_close(struct mconn *c, const char *why, bool now)
 	          mconn_state_name(c->state), why);
 	loop_timer_stop(l, &c->timer);
 	loop_unwatch(l, c->fd);
-	close(c->fd);
+	c->io->close(c->fd, NULL);
 	list_del(&c->node);
 	m->n_conns--;
 	free(c->head);
@@ -904,7 +908,7 @@ static void mconn_linger(struct mconn *c, int events)
 {
 	char buf[4096];
 	for (;;) {
-		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+		ssize_t n = c->io->recv(c->fd, NULL, buf, sizeof(buf));
 		if (n > 0) {
 			c->dropped += (size_t)n;
 			if (c->dropped > METRICS_LINGER_MAX) {
@@ -931,7 +935,7 @@ static void mconn_write(struct mconn *c, int events)
 	while (c->out_sent < c->out_len && budget > 0) {
 		size_t want = c->out_len - c->out_sent;
 		ssize_t n =
-		    send(c->fd, c->out + c->out_sent, want < budget ? want : budget, MSG_NOSIGNAL);
+		    c->io->send(c->fd, NULL, c->out + c->out_sent, want < budget ? want : budget);
 		if (n > 0) {
 			c->out_sent += (size_t)n;
 			budget -= (size_t)n;
@@ -954,7 +958,7 @@ static void mconn_write(struct mconn *c, int events)
 	}
 	free(c->out);
 	c->out = NULL;
-	shutdown(c->fd, SHUT_WR);
+	c->io->shutdown(c->fd, NULL);
 	c->state = MC_LINGERING;
 	loop_timer_start(l, &c->timer, METRICS_LINGER, 0, mconn_expired, c);
 	if (mconn_set_mask(c, LOOP_READ))
@@ -984,7 +988,8 @@ static void mconn_read(struct mconn *c, int events)
 {
 	struct metrics_request req;
 	for (;;) {
-		ssize_t n = recv(c->fd, c->head + c->head_len, METRICS_HEAD_MAX - c->head_len, 0);
+		ssize_t n =
+		    c->io->recv(c->fd, NULL, c->head + c->head_len, METRICS_HEAD_MAX - c->head_len);
 		if (n > 0) {
 			enum metrics_parse r;
 			c->head_len += (size_t)n;
@@ -1032,6 +1037,7 @@ static void mconn_new(struct metrics *m, int fd, const struct sockaddr_storage *
 	struct mconn *c = xcalloc(1, sizeof(*c));
 	c->m = m;
 	c->fd = fd;
+	c->io = &conn_io_plain;
 	c->id = ++m->next_id;
 	c->state = MC_READING;
 	c->head = xmalloc(METRICS_HEAD_MAX);

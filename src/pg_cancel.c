@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "conn_io.h"
 #include "core.h"
 #include "log.h"
 #include "pg.h"
@@ -23,6 +24,7 @@
 struct cancel_req {
 	struct core *core;
 	int fd;
+	const struct conn_io *io; /* plain: a server's transport would carry TLS too */
 	uint8_t pkt[16];
 	size_t sent;
 	struct cancel_ref ref; /* holds the target server back while in flight */
@@ -43,7 +45,7 @@ static void cancel_finish(struct cancel_req *cr, const char *why, bool settled)
 		log_debug("cancel request: %s", why);
 	loop_timer_stop(cr->core->loop, &cr->timer);
 	loop_unwatch(cr->core->loop, cr->fd);
-	close(cr->fd);
+	cr->io->close(cr->fd, NULL);
 	cr->fd = -1;
 	pool_cancel_end(&cr->ref, settled);
 	loop_defer_free(cr->core->loop, cancel_free, cr);
@@ -54,7 +56,7 @@ static void cancel_await_close(struct cancel_req *cr)
 {
 	uint8_t buf[256];
 	for (;;) {
-		ssize_t n = recv(cr->fd, buf, sizeof(buf), 0);
+		ssize_t n = cr->io->recv(cr->fd, NULL, buf, sizeof(buf));
 		if (n > 0)
 			continue;
 		if (n < 0 && errno == EINTR)
@@ -77,7 +79,7 @@ static void cancel_write(struct cancel_req *cr)
 	}
 	while (cr->sent < sizeof(cr->pkt)) {
 		ssize_t n =
-		    send(cr->fd, cr->pkt + cr->sent, sizeof(cr->pkt) - cr->sent, MSG_NOSIGNAL);
+		    cr->io->send(cr->fd, NULL, cr->pkt + cr->sent, sizeof(cr->pkt) - cr->sent);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
@@ -135,12 +137,13 @@ bool pg_handle_cancel(struct conn *c, uint32_t pid, uint32_t key)
 	struct cancel_req *cr = xcalloc(1, sizeof(*cr));
 	cr->core = core;
 	cr->fd = fd;
+	cr->io = &conn_io_plain;
 	pg_put_u32(cr->pkt, 16);
 	pg_put_u32(cr->pkt + 4, PG_CANCEL_REQUEST);
 	pg_put_u32(cr->pkt + 8, server->cancel_pid);
 	pg_put_u32(cr->pkt + 12, server->cancel_key);
 	if (!loop_watch(core->loop, fd, LOOP_WRITE, cancel_io, cr)) {
-		close(fd);
+		cr->io->close(fd, NULL);
 		free(cr);
 		return false;
 	}
