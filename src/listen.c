@@ -87,7 +87,7 @@ static void login_expired(struct loop *l, struct loop_timer *t, void *arg)
 {
 	(void)l;
 	(void)t;
-	client_fail(arg, "08P01", "client_login_timeout");
+	client_fail_kind(arg, ERR_LOGIN_TIMEOUT, "client_login_timeout");
 }
 
 static void accept_resume(struct loop *l, struct loop_timer *t, void *arg)
@@ -229,7 +229,7 @@ void listen_reserve_refuse(struct conn *c)
 {
 	fdr.refused++;
 	conn_log(c, LOG_LVL_DEBUG, "refused: out of file descriptors");
-	client_fail(c, "53300", LISTEN_REFUSE_MSG);
+	client_fail_kind(c, ERR_TOO_MANY_CONNECTIONS, LISTEN_REFUSE_MSG);
 	listen_reserve_return(c);
 }
 

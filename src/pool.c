@@ -389,7 +389,7 @@ static void query_wait_expired(struct loop *l, struct loop_timer *t, void *arg)
 	snprintf(msg, sizeof(msg),
 	         "query_wait_timeout: no server connection became free within %.1f s",
 	         (double)c->core->cfg->query_wait_timeout / USEC_PER_SEC);
-	client_fail(c, "08P01", msg);
+	client_fail_kind(c, ERR_QUERY_WAIT_TIMEOUT, msg);
 }
 
 static bool login_backoff_active(const struct pool *pool)
@@ -511,7 +511,7 @@ void pool_lease(struct conn *client)
 	loop_timer_stop(core->loop, &client->timer); /* client_idle_timeout ends here */
 	/* the shutdown waits for running queries only: none starts (PgBouncer's words) */
 	if (core->run_state == RUN_WAIT_SERVERS) {
-		client_fail(client, "57P01", "server shutting down");
+		client_fail_kind(client, ERR_SHUTTING_DOWN, "server shutting down");
 		return;
 	}
 	bool first = client->state != CL_WAIT_LOGIN && client->state != CL_WAITING;
@@ -777,23 +777,17 @@ void pool_server_checked(struct conn *server, bool ok)
 	server_available(server, true);
 }
 
-/* Failures that a restart or a short outage explains: retried soon, then less often. */
-static bool login_error_transient(const char *sqlstate)
-{
-	static const char *const codes[] = {"08000", "08001", "08003", "08006"};
-	if (!sqlstate)
-		return true;
-	for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
-		if (strcmp(sqlstate, codes[i]) == 0)
-			return true;
-	/* 57P01-57P03: shutting down, crashed, starting up; 53xxx: out of resources */
-	return strncmp(sqlstate, "57P", 3) == 0 || strncmp(sqlstate, "53", 2) == 0;
-}
-
 #define LOGIN_BACKOFF_FIRST (100 * USEC_PER_MSEC)
 #define LOGIN_PROBE_MAX     USEC_PER_SEC
 
 static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg);
+
+/* The protocol's code for one of the pooler's own errors: kept as the pool's login
+ * error and relayed like a server's own. */
+static const char *pool_err(const struct pool *pool, enum err_kind kind)
+{
+	return pool->db->proto->error_code(kind);
+}
 
 /*
  * The pool is down: remember the error, decide when the next login may be tried and
@@ -809,7 +803,7 @@ static void pool_login_failed(struct pool *pool, const char *sqlstate, const cha
 	pool->login_error_code = xstrdup(sqlstate);
 	pool->login_error_msg = xstrdup(msg);
 	pool->login_failed_at = now;
-	if (!login_error_transient(sqlstate)) {
+	if (!pool->db->proto->login_error_transient(sqlstate)) {
 		pool->login_backoff = retry;
 		pool->login_retry_at = now + retry;
 	} else if (now >= pool->login_retry_at) {
@@ -824,7 +818,7 @@ static void pool_login_failed(struct pool *pool, const char *sqlstate, const cha
 	 * probed at least every LOGIN_PROBE_MAX, so the pool serves within about that once
 	 * the server is back */
 	usec_t probe = pool->login_retry_at > now ? pool->login_retry_at - now : 0;
-	if (login_error_transient(sqlstate) && probe > LOGIN_PROBE_MAX)
+	if (pool->db->proto->login_error_transient(sqlstate) && probe > LOGIN_PROBE_MAX)
 		probe = LOGIN_PROBE_MAX;
 	if (probe)
 		loop_timer_start(core->loop, &pool->retry_timer, probe, 0, login_retry_due, pool);
@@ -950,7 +944,8 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 	struct conn *s = arg;
 	(void)l;
 	(void)t;
-	pool_server_login_failed(s, "08006", "server login timed out (server_connect_timeout)");
+	pool_server_login_failed(s, pool_err(s->pool, ERR_SERVER_LOGIN_TIMEOUT),
+	                         "server login timed out (server_connect_timeout)");
 }
 
 /* pool_connect_socket(): no socket yet, the host name is being looked up */
@@ -1022,7 +1017,8 @@ fail:;
 	char msg[400];
 	snprintf(msg, sizeof(msg), "server connection failed for database %s: %s", pool->db->name,
 	         err);
-	pool_login_failed(pool, "08006", msg); /* down: back off, and tell the waiters */
+	pool_login_failed(pool, pool_err(pool, ERR_SERVER_CONNECT_FAILED),
+	                  msg); /* down: back off, and tell the waiters */
 	return false;
 }
 
@@ -1198,7 +1194,7 @@ static void server_connected(struct conn *s)
 		char addr[128];
 		snprintf(msg, sizeof(msg), "server connection failed: %s (%s)", strerror(err),
 		         conn_addr_str(&s->addr, addr, sizeof(addr)));
-		pool_server_login_failed(s, "08006", msg);
+		pool_server_login_failed(s, pool_err(s->pool, ERR_SERVER_CONNECT_FAILED), msg);
 		return;
 	}
 	len = sizeof(s->local_addr);
@@ -1311,6 +1307,11 @@ void client_fail(struct conn *client, const char *sqlstate, const char *msg)
 	client_close(client, msg);
 }
 
+void client_fail_kind(struct conn *client, enum err_kind kind, const char *msg)
+{
+	client_fail(client, client->proto->error_code(kind), msg);
+}
+
 void client_close(struct conn *c, const char *reason)
 {
 	struct core *core = c->core;
@@ -1352,7 +1353,8 @@ void server_close(struct conn *s, const char *reason)
 		client->link = NULL;
 		s->link = NULL;
 		/* the client's session lived on this server: it cannot go on without it */
-		client_fail(client, "08006", "server conn crashed? server closed the connection");
+		client_fail_kind(client, ERR_SERVER_LOST,
+		                 "server conn crashed? server closed the connection");
 	}
 	server_drop_cancels(s);
 	server_set_state(s, SV_JUSTFREE);
@@ -1379,7 +1381,7 @@ static void conn_failed(struct conn *c, const char *reason)
 	}
 	if (c->state == SV_CONNECTING || c->state == SV_LOGIN) {
 		snprintf(msg, sizeof(msg), "server connection failed: %s", reason);
-		pool_server_login_failed(c, "08006", msg);
+		pool_server_login_failed(c, pool_err(c->pool, ERR_SERVER_CONNECT_FAILED), msg);
 		return;
 	}
 	server_close(c, reason);
@@ -1477,9 +1479,9 @@ static void pool_fast_close(struct pool *pool)
 		if (!due)
 			return;
 		/* the client's session ends with the server: it is told why */
-		client_fail(due->link, "08006",
-		            "server connection closed: the database's configuration changed "
-		            "(server_fast_close)");
+		client_fail_kind(due->link, ERR_SERVER_FAST_CLOSE,
+		                 "server connection closed: the database's configuration changed "
+		                 "(server_fast_close)");
 	}
 }
 
@@ -1588,15 +1590,15 @@ void pool_mark_close_needed(struct core *core, struct database *db)
 	mark_db_servers_close(core, db);
 }
 
-void pool_fail_waiting(struct core *core, const char *sqlstate, const char *msg)
+void pool_fail_waiting(struct core *core, enum err_kind kind, const char *msg)
 {
 	struct list *it;
 	list_for_each(it, &core->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		while (!list_empty(&pool->waiting))
-			client_fail(list_entry(pool->waiting.next, struct conn, node), sqlstate,
-			            msg);
+			client_fail_kind(list_entry(pool->waiting.next, struct conn, node), kind,
+			                 msg);
 	}
 }
 
@@ -1611,8 +1613,9 @@ void pool_kill_database(struct core *core, struct database *db)
 		struct list *lists[] = {&pool->waiting, &pool->active, &pool->idle};
 		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
 			while (!list_empty(lists[i]))
-				client_fail(list_entry(lists[i]->next, struct conn, node), "57P01",
-				            "database killed by admin (KILL)");
+				client_fail_kind(list_entry(lists[i]->next, struct conn, node),
+				                 ERR_ADMIN_KILLED,
+				                 "database killed by admin (KILL)");
 		for (int st = 0; st < SV_JUSTFREE; st++)
 			while (!list_empty(&pool->servers[st]))
 				server_close(list_entry(pool->servers[st].next, struct conn, node),
