@@ -15,7 +15,8 @@
 enum err_kind {
 	ERR_LOGIN_TIMEOUT,         /* client_login_timeout: no login in time */
 	ERR_QUERY_WAIT_TIMEOUT,    /* query_wait_timeout: no server became free */
-	ERR_TOO_MANY_CONNECTIONS,  /* max_client_conn reached */
+	ERR_TOO_MANY_CONNECTIONS,  /* max_client_conn reached (admission) */
+	ERR_OUT_OF_DESCRIPTORS,    /* no descriptor left for a client (listen.c reserve) */
 	ERR_SHUTTING_DOWN,         /* the pooler is shutting down */
 	ERR_ADMIN_KILLED,          /* KILL or KILL_CLIENT from the console */
 	ERR_SERVER_CONNECT_FAILED, /* connect, DNS or descriptor failure towards a server */

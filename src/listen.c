@@ -229,7 +229,7 @@ void listen_reserve_refuse(struct conn *c)
 {
 	fdr.refused++;
 	conn_log(c, LOG_LVL_DEBUG, "refused: out of file descriptors");
-	client_fail_kind(c, ERR_TOO_MANY_CONNECTIONS, LISTEN_REFUSE_MSG);
+	client_fail_kind(c, ERR_OUT_OF_DESCRIPTORS, LISTEN_REFUSE_MSG);
 	listen_reserve_return(c);
 }
 

@@ -11,17 +11,26 @@
 #include "pg.h"
 #include "util.h"
 
-/* Indexed by kind: each is what a client of PgBouncer would see in the same case. */
+/* Indexed by kind: the SQLSTATE sluice has always sent in that case (tests check them). */
 static const char *const pg_codes[ERR_KIND_COUNT] = {
-    [ERR_LOGIN_TIMEOUT] = "08P01",        [ERR_QUERY_WAIT_TIMEOUT] = "08P01",
-    [ERR_TOO_MANY_CONNECTIONS] = "53300", [ERR_SHUTTING_DOWN] = "57P01",
-    [ERR_ADMIN_KILLED] = "57P01",         [ERR_SERVER_CONNECT_FAILED] = "08006",
-    [ERR_SERVER_LOGIN_TIMEOUT] = "08006", [ERR_SERVER_LOST] = "08006",
-    [ERR_SERVER_FAST_CLOSE] = "08006",    [ERR_NO_MATCHING_SERVER] = "08000",
-    [ERR_ADMIN_DENIED] = "42501",         [ERR_UNKNOWN_DATABASE] = "3D000",
-    [ERR_BAD_COMMAND] = "42601",          [ERR_NO_SUCH_OBJECT] = "42704",
-    [ERR_RELOAD_FAILED] = "F0000",        [ERR_BAD_VALUE] = "22023",
-    [ERR_COMMAND_TOO_LONG] = "54000",
+    [ERR_LOGIN_TIMEOUT] = "08P01",         /* protocol_violation */
+    [ERR_QUERY_WAIT_TIMEOUT] = "08P01",    /* protocol_violation */
+    [ERR_TOO_MANY_CONNECTIONS] = "53300",  /* too_many_connections */
+    [ERR_OUT_OF_DESCRIPTORS] = "53300",    /* too_many_connections */
+    [ERR_SHUTTING_DOWN] = "57P01",         /* admin_shutdown */
+    [ERR_ADMIN_KILLED] = "57P01",          /* admin_shutdown */
+    [ERR_SERVER_CONNECT_FAILED] = "08006", /* connection_failure */
+    [ERR_SERVER_LOGIN_TIMEOUT] = "08006",  /* connection_failure */
+    [ERR_SERVER_LOST] = "08006",           /* connection_failure */
+    [ERR_SERVER_FAST_CLOSE] = "08006",     /* connection_failure */
+    [ERR_NO_MATCHING_SERVER] = "08000",    /* connection_exception */
+    [ERR_ADMIN_DENIED] = "42501",          /* insufficient_privilege */
+    [ERR_UNKNOWN_DATABASE] = "3D000",      /* invalid_catalog_name */
+    [ERR_BAD_COMMAND] = "42601",           /* syntax_error */
+    [ERR_NO_SUCH_OBJECT] = "42704",        /* undefined_object */
+    [ERR_RELOAD_FAILED] = "F0000",         /* config_file_error */
+    [ERR_BAD_VALUE] = "22023",             /* invalid_parameter_value */
+    [ERR_COMMAND_TOO_LONG] = "54000",      /* program_limit_exceeded */
 };
 
 const char *pg_error_code(enum err_kind kind)
