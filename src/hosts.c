@@ -375,7 +375,7 @@ void hosts_connect_error(struct pool *pool, size_t i, const char *err)
 	hs->avoid = (long)i;
 }
 
-bool hosts_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+bool hosts_login_failed(struct conn *server, const char *code, const char *msg)
 {
 	struct host_set *hs = server->pool->db->hosts;
 	if (!hs)
@@ -391,7 +391,7 @@ bool hosts_login_failed(struct conn *server, const char *sqlstate, const char *m
 		i = hosts_server_host(server);
 	if (i < 0)
 		return false;
-	bool counts = server->proto->login_error_host(sqlstate);
+	bool counts = server->proto->login_error_host(code);
 	if (counts)
 		note_failure(hs, (size_t)i, msg);
 	if (probe) {

@@ -10,7 +10,7 @@
  * The probe is read as any client, but its protocol module lets it log in to the
  * admin console only (listen_reserve_probing/keep/refuse): at most RESERVE_CONSOLES
  * console logins keep their descriptor until they leave; anything else is answered
- * "too many connections" (SQLSTATE 53300) once its startup packet is in, so the
+ * "too many connections" (ERR_OUT_OF_DESCRIPTORS) once its startup packet is in, so the
  * protocol's opening (an SSL request answered 'N') goes as usual and a real client
  * shows the message, and is closed, and its placeholder reopened at once. This goes
  * on until the accept queue is empty. With every placeholder lent out, the listener

@@ -793,17 +793,17 @@ static const char *pool_err(const struct pool *pool, enum err_kind kind)
  * The pool is down: remember the error, decide when the next login may be tried and
  * give the error to every waiter now (they would get the same after a wait).
  */
-static void pool_login_failed(struct pool *pool, const char *sqlstate, const char *msg)
+static void pool_login_failed(struct pool *pool, const char *code, const char *msg)
 {
 	struct core *core = pool->core;
 	usec_t now = loop_now(core->loop);
 	usec_t retry = core->cfg->server_login_retry;
 	free(pool->login_error_code);
 	free(pool->login_error_msg);
-	pool->login_error_code = xstrdup(sqlstate);
+	pool->login_error_code = xstrdup(code);
 	pool->login_error_msg = xstrdup(msg);
 	pool->login_failed_at = now;
-	if (!pool->db->proto->login_error_transient(sqlstate)) {
+	if (!pool->db->proto->login_error_transient(code)) {
 		pool->login_backoff = retry;
 		pool->login_retry_at = now + retry;
 	} else if (now >= pool->login_retry_at) {
@@ -818,27 +818,27 @@ static void pool_login_failed(struct pool *pool, const char *sqlstate, const cha
 	 * probed at least every LOGIN_PROBE_MAX, so the pool serves within about that once
 	 * the server is back */
 	usec_t probe = pool->login_retry_at > now ? pool->login_retry_at - now : 0;
-	if (pool->db->proto->login_error_transient(sqlstate) && probe > LOGIN_PROBE_MAX)
+	if (pool->db->proto->login_error_transient(code) && probe > LOGIN_PROBE_MAX)
 		probe = LOGIN_PROBE_MAX;
 	if (probe)
 		loop_timer_start(core->loop, &pool->retry_timer, probe, 0, login_retry_due, pool);
 	while (!list_empty(&pool->waiting)) {
 		struct conn *c = list_entry(pool->waiting.next, struct conn, node);
-		client_fail(c, sqlstate, msg);
+		client_fail(c, code, msg);
 	}
 }
 
-void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+void pool_server_login_failed(struct conn *server, const char *code, const char *msg)
 {
 	struct pool *pool = server->pool;
-	if (hosts_login_failed(server, sqlstate, msg)) /* a probe, or another host takes over */
+	if (hosts_login_failed(server, code, msg)) /* a probe, or another host takes over */
 		return;
-	char *code = xstrdup(sqlstate), *text = xstrdup(msg); /* msg may live in server */
+	char *kept = xstrdup(code), *text = xstrdup(msg); /* msg may live in server */
 	conn_log(server, LOG_LVL_WARNING, "server login failed: %s", msg);
 	/* the error first, so that closing the server does not open another one */
-	pool_login_failed(pool, code, text);
+	pool_login_failed(pool, kept, text);
 	server_close(server, "login failed");
-	free(code);
+	free(kept);
 	free(text);
 }
 
@@ -1298,11 +1298,11 @@ struct conn *pool_launch_probe(struct pool *pool, size_t host)
 
 /* --- teardown --- */
 
-void client_fail(struct conn *client, const char *sqlstate, const char *msg)
+void client_fail(struct conn *client, const char *code, const char *msg)
 {
 	if (client->state == CL_JUSTFREE)
 		return;
-	client->proto->client_error(client, sqlstate, msg, true);
+	client->proto->client_error(client, code, msg, true);
 	conn_flush_all();
 	client_close(client, msg);
 }

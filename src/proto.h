@@ -26,8 +26,7 @@ struct proto_ops {
 	void (*client_linked)(struct conn *client);
 	/* Tell the client about an error; fatal ones are followed by a close by the caller.
 	 * msg may quote client-supplied names: the writer escapes it (str_escape). */
-	void (*client_error)(struct conn *client, const char *sqlstate, const char *msg,
-	                     bool fatal);
+	void (*client_error)(struct conn *client, const char *code, const char *msg, bool fatal);
 
 	/* The protocol's code for one of the pooler's own errors (errors.h); never NULL.
 	 * The core stores and passes it on opaquely, like a code a server sent. */
