@@ -22,7 +22,7 @@ TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
 TOOL_BINS := $(patsubst %.c,%,$(TOOL_SRCS))
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all check check-unit check-integration integration-deps fuzz-isolation bench bench-transaction bench-idle format format-check clean distclean
+.PHONY: all check check-core-sqlstate check-unit check-integration integration-deps fuzz-isolation bench bench-transaction bench-idle format format-check clean distclean
 
 all: src/sluice
 
@@ -39,7 +39,11 @@ src/%.o: src/%.c
 test/unit/test_%: test/unit/test_%.c src/libsluice.a
 	$(CC) $(CFLAGS_ALL) $(CHECK_CFLAGS) -MMD -MP -o $@ $< src/libsluice.a $(LIBS_ALL) $(CHECK_LIBS) $(LDFLAGS_ALL)
 
-check: check-unit check-integration
+check: check-core-sqlstate check-unit check-integration
+
+# the core names its errors by kind (src/errors.h): no SQLSTATE outside the pg_ files
+check-core-sqlstate:
+	@sh contrib/check-core-sqlstate.sh src
 
 check-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_FORK=yes ./$$t; done

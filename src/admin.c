@@ -100,9 +100,9 @@ static void finish(struct conn *c, const struct admin_writer *w, const char *tag
 	w->ready(c);
 }
 
-static void fail(struct conn *c, const struct admin_writer *w, const char *code, const char *msg)
+static void fail(struct conn *c, const struct admin_writer *w, enum err_kind kind, const char *msg)
 {
-	w->error(c, code, msg);
+	w->error(c, kind, msg);
 	w->ready(c);
 }
 
@@ -281,7 +281,7 @@ static bool need_admin(struct conn *c, enum admin_role role, const struct admin_
 {
 	if (role == ADMIN_ROLE_ADMIN)
 		return true;
-	fail(c, w, "42501", "admin access needed");
+	fail(c, w, ERR_ADMIN_DENIED, "admin access needed");
 	return false;
 }
 
@@ -289,7 +289,7 @@ static void no_such_db(struct conn *c, const struct admin_writer *w, const char 
 {
 	char msg[300];
 	snprintf(msg, sizeof(msg), "no such database: %s", name);
-	fail(c, w, "3D000", msg);
+	fail(c, w, ERR_UNKNOWN_DATABASE, msg);
 }
 
 static void cmd_pause(struct core *core, struct conn *c, const struct admin_writer *w,
@@ -341,7 +341,7 @@ static void cmd_set_db_flag(struct core *core, struct conn *c, const struct admi
 		if (db)
 			no_such_db(c, w, db);
 		else
-			fail(c, w, "42601",
+			fail(c, w, ERR_BAD_COMMAND,
 			     disable ? "DISABLE needs a database name"
 			             : "ENABLE needs a database name");
 		return;
@@ -356,15 +356,16 @@ static void cmd_kill_client(struct core *core, struct conn *c, const struct admi
 	char *end = NULL;
 	unsigned long long id = arg ? strtoull(arg, &end, 10) : 0;
 	if (!arg || !*arg || *end) {
-		fail(c, w, "42601", "KILL_CLIENT needs a client id (SHOW CLIENTS, column id)");
+		fail(c, w, ERR_BAD_COMMAND,
+		     "KILL_CLIENT needs a client id (SHOW CLIENTS, column id)");
 		return;
 	}
 	struct conn *victim = pool_find_client_by_id(core, id);
 	if (!victim || victim == c) {
-		fail(c, w, "42704", "no such client");
+		fail(c, w, ERR_NO_SUCH_OBJECT, "no such client");
 		return;
 	}
-	client_fail(victim, "57P01", "connection killed by admin (KILL_CLIENT)");
+	client_fail_kind(victim, ERR_ADMIN_KILLED, "connection killed by admin (KILL_CLIENT)");
 	finish(c, w, "KILL_CLIENT");
 }
 
@@ -377,7 +378,7 @@ static void cmd_shutdown(struct core *core, struct conn *c, const struct admin_w
 	else if (how && str_ieq(how, "WAIT_FOR_CLIENTS"))
 		st = RUN_WAIT_CLIENTS;
 	else if (how) {
-		fail(c, w, "42601", "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
+		fail(c, w, ERR_BAD_COMMAND, "SHUTDOWN takes WAIT_FOR_SERVERS or WAIT_FOR_CLIENTS");
 		return;
 	}
 	finish(c, w, "SHUTDOWN");
@@ -393,7 +394,7 @@ void admin_begin_shutdown(struct core *core, int st, const char *why)
 	if (core->run_state == RUN_NORMAL || st == RUN_EXIT)
 		core->run_state = (enum run_state)st;
 	if (core->run_state == RUN_WAIT_SERVERS)
-		pool_fail_waiting(core, "57P01", "server shutting down");
+		pool_fail_waiting(core, ERR_SHUTTING_DOWN, "server shutting down");
 	core_check_shutdown(core);
 }
 
@@ -402,7 +403,7 @@ static void cmd_reload(struct core *core, struct conn *c, const struct admin_wri
 	char err[1024], msg[1100];
 	if (!core->reload(core, err, sizeof(err))) {
 		snprintf(msg, sizeof(msg), "RELOAD failed, the running config is kept: %s", err);
-		fail(c, w, "F0000", msg);
+		fail(c, w, ERR_RELOAD_FAILED, msg);
 		return;
 	}
 	finish(c, w, "RELOAD");
@@ -423,7 +424,7 @@ static void cmd_set(struct core *core, struct conn *c, const struct admin_writer
 	char err[512];
 	char *eq = rest ? strchr(rest, '=') : NULL;
 	if (!eq) {
-		fail(c, w, "42601", "usage: SET key = value");
+		fail(c, w, ERR_BAD_COMMAND, "usage: SET key = value");
 		return;
 	}
 	*eq = '\0';
@@ -442,7 +443,7 @@ static void cmd_set(struct core *core, struct conn *c, const struct admin_writer
 		val++;
 	}
 	if (!config_set(core->cfg, key, val, err, sizeof(err))) {
-		fail(c, w, "22023", err);
+		fail(c, w, ERR_BAD_VALUE, err);
 		return;
 	}
 	pool_apply_config(core);
@@ -520,18 +521,18 @@ void admin_execute(struct core *core, struct conn *c, enum admin_role role,
 	struct command cmd = {0};
 	char msg[2200];
 	if (strlen(sql) >= sizeof(buf)) {
-		fail(c, w, "54000", "command too long");
+		fail(c, w, ERR_COMMAND_TOO_LONG, "command too long");
 		return;
 	}
 	strlcpy_s(buf, sql, sizeof(buf));
 	if (!one_statement(buf)) {
-		fail(c, w, "42601", "the console runs one command per query");
+		fail(c, w, ERR_BAD_COMMAND, "the console runs one command per query");
 		return;
 	}
 	char whole[sizeof(buf)];
 	memcpy(whole, buf, sizeof(buf)); /* split_words cuts buf into words */
 	if (!split_words(buf, &cmd)) {
-		fail(c, w, "42601", "cannot parse the command; see SHOW HELP");
+		fail(c, w, ERR_BAD_COMMAND, "cannot parse the command; see SHOW HELP");
 		return;
 	}
 	if (cmd.n == 0) {
@@ -557,7 +558,7 @@ void admin_execute(struct core *core, struct conn *c, enum admin_role role,
 			return;
 	}
 	snprintf(msg, sizeof(msg), "invalid command '%s', use SHOW HELP;", sql);
-	fail(c, w, "42601", msg);
+	fail(c, w, ERR_BAD_COMMAND, msg);
 }
 
 /* --- statistics period --- */

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "errors.h"
+
 struct core;
 struct conn;
 
@@ -27,7 +29,7 @@ struct admin_writer {
 	void (*row)(struct conn *c, const char *const *values, size_t n); /* NULL = SQL NULL */
 	void (*notice)(struct conn *c, const char *msg);
 	void (*complete)(struct conn *c, const char *tag);
-	void (*error)(struct conn *c, const char *sqlstate, const char *msg);
+	void (*error)(struct conn *c, enum err_kind kind, const char *msg); /* code: the writer's */
 	/* the command is over: the connection may take the next one */
 	void (*ready)(struct conn *c);
 };

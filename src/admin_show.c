@@ -945,7 +945,7 @@ bool admin_show(struct core *core, struct conn *c, enum admin_role role,
 		show_mem(core, c, w);
 	else if (str_ieq(name, "FDS")) {
 		if (role != ADMIN_ROLE_ADMIN)
-			w->error(c, "42501", "admin access needed");
+			w->error(c, ERR_ADMIN_DENIED, "admin access needed");
 		else
 			show_fds(core, c, w);
 	} else if (str_ieq(name, "DNS_HOSTS"))

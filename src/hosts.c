@@ -22,6 +22,7 @@
 #include "core.h"
 #include "log.h"
 #include "pool.h"
+#include "proto.h"
 #include "util.h"
 
 /* ---- the state machine ------------------------------------------------------------ */
@@ -374,23 +375,7 @@ void hosts_connect_error(struct pool *pool, size_t i, const char *err)
 	hs->avoid = (long)i;
 }
 
-/*
- * Errors that say the host cannot take connections now: sluice's own connect errors
- * and timeouts (08006), other connection exceptions from the server, and a server that
- * is shutting down, crashed or starting up. Not: bad password, unknown database or
- * user, too many connections, a protocol problem (08P01).
- */
-static bool host_error(const char *sqlstate)
-{
-	if (!sqlstate)
-		return false;
-	if (strncmp(sqlstate, "08", 2) == 0)
-		return strcmp(sqlstate, "08P01") != 0;
-	return strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P02") == 0 ||
-	       strcmp(sqlstate, "57P03") == 0;
-}
-
-bool hosts_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+bool hosts_login_failed(struct conn *server, const char *code, const char *msg)
 {
 	struct host_set *hs = server->pool->db->hosts;
 	if (!hs)
@@ -406,7 +391,7 @@ bool hosts_login_failed(struct conn *server, const char *sqlstate, const char *m
 		i = hosts_server_host(server);
 	if (i < 0)
 		return false;
-	bool counts = host_error(sqlstate);
+	bool counts = server->proto->login_error_host(code);
 	if (counts)
 		note_failure(hs, (size_t)i, msg);
 	if (probe) {
@@ -477,7 +462,7 @@ bool hosts_login_done(struct conn *server, int hot_standby, int read_only)
 	snprintf(msg, sizeof(msg), "no server of database %s matches target_session_attrs=%s",
 	         hs->db->name, tsa_mode_name(hs->tsa));
 	hs->refused_id = server->id;
-	pool_server_login_failed(server, "08000", msg);
+	pool_server_login_failed(server, server->proto->error_code(ERR_NO_MATCHING_SERVER), msg);
 	return false;
 }
 

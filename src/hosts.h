@@ -119,12 +119,13 @@ void hosts_connecting(struct pool *pool);
 void hosts_connect_error(struct pool *pool, size_t i, const char *err);
 /*
  * Called first thing by pool_server_login_failed(). Counts the failure against the
- * server's host when the error says the host is unusable (connection errors, shutdown,
- * starting up), not when it is about the user or database. Returns true when it has
+ * server's host when the protocol says its code means the host is unusable
+ * (proto->login_error_host: connection errors, shutdown, starting up), not when it is
+ * about the user or database. Returns true when it has
  * dealt with the server (closed it): a probe, or another usable host can take the
  * waiting clients; false to go on with the normal failure path.
  */
-bool hosts_login_failed(struct conn *server, const char *sqlstate, const char *msg);
+bool hosts_login_failed(struct conn *server, const char *code, const char *msg);
 /*
  * Called by the protocol module when a server login is complete, with what the server
  * reported (-1: not reported). Records the host's health and role, ends probes, and

@@ -10,7 +10,7 @@
  * The probe is read as any client, but its protocol module lets it log in to the
  * admin console only (listen_reserve_probing/keep/refuse): at most RESERVE_CONSOLES
  * console logins keep their descriptor until they leave; anything else is answered
- * "too many connections" (SQLSTATE 53300) once its startup packet is in, so the
+ * "too many connections" (ERR_OUT_OF_DESCRIPTORS) once its startup packet is in, so the
  * protocol's opening (an SSL request answered 'N') goes as usual and a real client
  * shows the message, and is closed, and its placeholder reopened at once. This goes
  * on until the accept queue is empty. With every placeholder lent out, the listener
@@ -87,7 +87,7 @@ static void login_expired(struct loop *l, struct loop_timer *t, void *arg)
 {
 	(void)l;
 	(void)t;
-	client_fail(arg, "08P01", "client_login_timeout");
+	client_fail_kind(arg, ERR_LOGIN_TIMEOUT, "client_login_timeout");
 }
 
 static void accept_resume(struct loop *l, struct loop_timer *t, void *arg)
@@ -229,7 +229,7 @@ void listen_reserve_refuse(struct conn *c)
 {
 	fdr.refused++;
 	conn_log(c, LOG_LVL_DEBUG, "refused: out of file descriptors");
-	client_fail(c, "53300", LISTEN_REFUSE_MSG);
+	client_fail_kind(c, ERR_OUT_OF_DESCRIPTORS, LISTEN_REFUSE_MSG);
 	listen_reserve_return(c);
 }
 

@@ -33,7 +33,7 @@ void listen_close_all(struct core *core);
 
 bool listen_reserve_probing(const struct conn *c);
 bool listen_reserve_keep(struct conn *c) WARN_UNUSED;
-/* Fails c with SQLSTATE 53300 and LISTEN_REFUSE_MSG and takes its descriptor back. */
+/* Fails c with ERR_OUT_OF_DESCRIPTORS and LISTEN_REFUSE_MSG and takes its descriptor back. */
 void listen_reserve_refuse(struct conn *c);
 /* c is being freed: a reserved descriptor it held goes back into the reserve. Cheap for
  * any connection, client or server. */

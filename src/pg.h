@@ -12,6 +12,7 @@
 
 #include "auth_file.h"
 #include "conn.h"
+#include "errors.h"
 #include "pg_pkt.h"
 #include "proto.h"
 #include "scram.h"
@@ -165,6 +166,12 @@ void pg_out_login_done(struct pg_out *o, const struct conn *c);
 
 /* Sends a built message buffer to a connection and resets it. */
 void pg_send_out(struct conn *c, struct pg_out *o);
+
+/* pg_errors.c: the SQLSTATE of each of the pooler's own errors, and what a login
+ * failure's SQLSTATE says (see proto.h) */
+const char *pg_error_code(enum err_kind kind);
+bool pg_login_error_host(const char *sqlstate);
+bool pg_login_error_transient(const char *sqlstate);
 
 /* pg_client.c */
 void pg_client_accepted(struct conn *c);

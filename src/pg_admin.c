@@ -127,9 +127,9 @@ static void w_complete(struct conn *c, const char *tag)
 	pg_out_free(&o);
 }
 
-static void w_error(struct conn *c, const char *sqlstate, const char *msg)
+static void w_error(struct conn *c, enum err_kind kind, const char *msg)
 {
-	pg_client_error(c, sqlstate, msg, false);
+	pg_client_error(c, pg_error_code(kind), msg, false);
 }
 
 static void w_ready(struct conn *c)

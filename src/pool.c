@@ -395,7 +395,7 @@ static void query_wait_expired(struct loop *l, struct loop_timer *t, void *arg)
 	snprintf(msg, sizeof(msg),
 	         "query_wait_timeout: no server connection became free within %.1f s",
 	         (double)c->core->cfg->query_wait_timeout / USEC_PER_SEC);
-	client_fail(c, "08P01", msg);
+	client_fail_kind(c, ERR_QUERY_WAIT_TIMEOUT, msg);
 }
 
 static bool login_backoff_active(const struct pool *pool)
@@ -517,7 +517,7 @@ void pool_lease(struct conn *client)
 	loop_timer_stop(core->loop, &client->timer); /* client_idle_timeout ends here */
 	/* the shutdown waits for running queries only: none starts (PgBouncer's words) */
 	if (core->run_state == RUN_WAIT_SERVERS) {
-		client_fail(client, "57P01", "server shutting down");
+		client_fail_kind(client, ERR_SHUTTING_DOWN, "server shutting down");
 		return;
 	}
 	bool first = client->state != CL_WAIT_LOGIN && client->state != CL_WAITING;
@@ -783,39 +783,33 @@ void pool_server_checked(struct conn *server, bool ok)
 	server_available(server, true);
 }
 
-/* Failures that a restart or a short outage explains: retried soon, then less often. */
-static bool login_error_transient(const char *sqlstate)
-{
-	static const char *const codes[] = {"08000", "08001", "08003", "08006"};
-	if (!sqlstate)
-		return true;
-	for (size_t i = 0; i < ARRAY_SIZE(codes); i++)
-		if (strcmp(sqlstate, codes[i]) == 0)
-			return true;
-	/* 57P01-57P03: shutting down, crashed, starting up; 53xxx: out of resources */
-	return strncmp(sqlstate, "57P", 3) == 0 || strncmp(sqlstate, "53", 2) == 0;
-}
-
 #define LOGIN_BACKOFF_FIRST (100 * USEC_PER_MSEC)
 #define LOGIN_PROBE_MAX     USEC_PER_SEC
 
 static void login_retry_due(struct loop *l, struct loop_timer *t, void *arg);
 
+/* The protocol's code for one of the pooler's own errors: kept as the pool's login
+ * error and relayed like a server's own. */
+static const char *pool_err(const struct pool *pool, enum err_kind kind)
+{
+	return pool->db->proto->error_code(kind);
+}
+
 /*
  * The pool is down: remember the error, decide when the next login may be tried and
  * give the error to every waiter now (they would get the same after a wait).
  */
-static void pool_login_failed(struct pool *pool, const char *sqlstate, const char *msg)
+static void pool_login_failed(struct pool *pool, const char *code, const char *msg)
 {
 	struct core *core = pool->core;
 	usec_t now = loop_now(core->loop);
 	usec_t retry = core->cfg->server_login_retry;
 	free(pool->login_error_code);
 	free(pool->login_error_msg);
-	pool->login_error_code = xstrdup(sqlstate);
+	pool->login_error_code = xstrdup(code);
 	pool->login_error_msg = xstrdup(msg);
 	pool->login_failed_at = now;
-	if (!login_error_transient(sqlstate)) {
+	if (!pool->db->proto->login_error_transient(code)) {
 		pool->login_backoff = retry;
 		pool->login_retry_at = now + retry;
 	} else if (now >= pool->login_retry_at) {
@@ -830,27 +824,27 @@ static void pool_login_failed(struct pool *pool, const char *sqlstate, const cha
 	 * probed at least every LOGIN_PROBE_MAX, so the pool serves within about that once
 	 * the server is back */
 	usec_t probe = pool->login_retry_at > now ? pool->login_retry_at - now : 0;
-	if (login_error_transient(sqlstate) && probe > LOGIN_PROBE_MAX)
+	if (pool->db->proto->login_error_transient(code) && probe > LOGIN_PROBE_MAX)
 		probe = LOGIN_PROBE_MAX;
 	if (probe)
 		loop_timer_start(core->loop, &pool->retry_timer, probe, 0, login_retry_due, pool);
 	while (!list_empty(&pool->waiting)) {
 		struct conn *c = list_entry(pool->waiting.next, struct conn, node);
-		client_fail(c, sqlstate, msg);
+		client_fail(c, code, msg);
 	}
 }
 
-void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg)
+void pool_server_login_failed(struct conn *server, const char *code, const char *msg)
 {
 	struct pool *pool = server->pool;
-	if (hosts_login_failed(server, sqlstate, msg)) /* a probe, or another host takes over */
+	if (hosts_login_failed(server, code, msg)) /* a probe, or another host takes over */
 		return;
-	char *code = xstrdup(sqlstate), *text = xstrdup(msg); /* msg may live in server */
+	char *kept = xstrdup(code), *text = xstrdup(msg); /* msg may live in server */
 	conn_log(server, LOG_LVL_WARNING, "server login failed: %s", msg);
 	/* the error first, so that closing the server does not open another one */
-	pool_login_failed(pool, code, text);
+	pool_login_failed(pool, kept, text);
 	server_close(server, "login failed");
-	free(code);
+	free(kept);
 	free(text);
 }
 
@@ -956,7 +950,8 @@ static void server_connect_expired(struct loop *l, struct loop_timer *t, void *a
 	struct conn *s = arg;
 	(void)l;
 	(void)t;
-	pool_server_login_failed(s, "08006", "server login timed out (server_connect_timeout)");
+	pool_server_login_failed(s, pool_err(s->pool, ERR_SERVER_LOGIN_TIMEOUT),
+	                         "server login timed out (server_connect_timeout)");
 }
 
 /* pool_connect_socket(): no socket yet, the host name is being looked up */
@@ -1028,7 +1023,8 @@ fail:;
 	char msg[400];
 	snprintf(msg, sizeof(msg), "server connection failed for database %s: %s", pool->db->name,
 	         err);
-	pool_login_failed(pool, "08006", msg); /* down: back off, and tell the waiters */
+	pool_login_failed(pool, pool_err(pool, ERR_SERVER_CONNECT_FAILED),
+	                  msg); /* down: back off, and tell the waiters */
 	return false;
 }
 
@@ -1204,7 +1200,7 @@ static void server_connected(struct conn *s)
 		char addr[128];
 		snprintf(msg, sizeof(msg), "server connection failed: %s (%s)", strerror(err),
 		         conn_addr_str(&s->addr, addr, sizeof(addr)));
-		pool_server_login_failed(s, "08006", msg);
+		pool_server_login_failed(s, pool_err(s->pool, ERR_SERVER_CONNECT_FAILED), msg);
 		return;
 	}
 	len = sizeof(s->local_addr);
@@ -1308,13 +1304,18 @@ struct conn *pool_launch_probe(struct pool *pool, size_t host)
 
 /* --- teardown --- */
 
-void client_fail(struct conn *client, const char *sqlstate, const char *msg)
+void client_fail(struct conn *client, const char *code, const char *msg)
 {
 	if (client->state == CL_JUSTFREE)
 		return;
-	client->proto->client_error(client, sqlstate, msg, true);
+	client->proto->client_error(client, code, msg, true);
 	conn_flush_all();
 	client_close(client, msg);
+}
+
+void client_fail_kind(struct conn *client, enum err_kind kind, const char *msg)
+{
+	client_fail(client, client->proto->error_code(kind), msg);
 }
 
 void client_close(struct conn *c, const char *reason)
@@ -1358,7 +1359,8 @@ void server_close(struct conn *s, const char *reason)
 		client->link = NULL;
 		s->link = NULL;
 		/* the client's session lived on this server: it cannot go on without it */
-		client_fail(client, "08006", "server conn crashed? server closed the connection");
+		client_fail_kind(client, ERR_SERVER_LOST,
+		                 "server conn crashed? server closed the connection");
 	}
 	server_drop_cancels(s);
 	server_set_state(s, SV_JUSTFREE);
@@ -1385,7 +1387,7 @@ static void conn_failed(struct conn *c, const char *reason)
 	}
 	if (c->state == SV_CONNECTING || c->state == SV_LOGIN) {
 		snprintf(msg, sizeof(msg), "server connection failed: %s", reason);
-		pool_server_login_failed(c, "08006", msg);
+		pool_server_login_failed(c, pool_err(c->pool, ERR_SERVER_CONNECT_FAILED), msg);
 		return;
 	}
 	server_close(c, reason);
@@ -1483,9 +1485,9 @@ static void pool_fast_close(struct pool *pool)
 		if (!due)
 			return;
 		/* the client's session ends with the server: it is told why */
-		client_fail(due->link, "08006",
-		            "server connection closed: the database's configuration changed "
-		            "(server_fast_close)");
+		client_fail_kind(due->link, ERR_SERVER_FAST_CLOSE,
+		                 "server connection closed: the database's configuration changed "
+		                 "(server_fast_close)");
 	}
 }
 
@@ -1594,15 +1596,15 @@ void pool_mark_close_needed(struct core *core, struct database *db)
 	mark_db_servers_close(core, db);
 }
 
-void pool_fail_waiting(struct core *core, const char *sqlstate, const char *msg)
+void pool_fail_waiting(struct core *core, enum err_kind kind, const char *msg)
 {
 	struct list *it;
 	list_for_each(it, &core->pools)
 	{
 		struct pool *pool = list_entry(it, struct pool, node);
 		while (!list_empty(&pool->waiting))
-			client_fail(list_entry(pool->waiting.next, struct conn, node), sqlstate,
-			            msg);
+			client_fail_kind(list_entry(pool->waiting.next, struct conn, node), kind,
+			                 msg);
 	}
 }
 
@@ -1617,8 +1619,9 @@ void pool_kill_database(struct core *core, struct database *db)
 		struct list *lists[] = {&pool->waiting, &pool->active, &pool->idle};
 		for (size_t i = 0; i < ARRAY_SIZE(lists); i++)
 			while (!list_empty(lists[i]))
-				client_fail(list_entry(lists[i]->next, struct conn, node), "57P01",
-				            "database killed by admin (KILL)");
+				client_fail_kind(list_entry(lists[i]->next, struct conn, node),
+				                 ERR_ADMIN_KILLED,
+				                 "database killed by admin (KILL)");
 		for (int st = 0; st < SV_JUSTFREE; st++)
 			while (!list_empty(&pool->servers[st]))
 				server_close(list_entry(pool->servers[st].next, struct conn, node),

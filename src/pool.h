@@ -22,6 +22,7 @@
 #include "config.h"
 #include "conn.h"
 #include "core.h"
+#include "errors.h"
 #include "scram.h"
 #include "stats.h"
 
@@ -145,14 +146,17 @@ void pool_release(struct conn *client);
 
 /* Server moves, called by the protocol module. */
 void pool_server_ready(struct conn *server); /* login or reset finished */
-void pool_server_login_failed(struct conn *server, const char *sqlstate, const char *msg);
+/* code: the protocol's, from the server or proto->error_code(); the core never reads it */
+void pool_server_login_failed(struct conn *server, const char *code, const char *msg);
 /* The health check started through proto->server_check is over. */
 void pool_server_checked(struct conn *server, bool ok);
 void server_set_state(struct conn *server, enum server_state st);
 
 /* Teardown, the only ways out. reason is logged; it must not contain secrets. */
 void client_close(struct conn *client, const char *reason);
-void client_fail(struct conn *client, const char *sqlstate, const char *msg);
+void client_fail(struct conn *client, const char *code, const char *msg);
+/* The same for one of the pooler's own errors: the protocol picks the code. */
+void client_fail_kind(struct conn *client, enum err_kind kind, const char *msg);
 void server_close(struct conn *server, const char *reason);
 
 /* Admin console operations. */
@@ -163,7 +167,7 @@ void pool_kill_database(struct core *core, struct database *db);     /* KILL */
 void pool_suspend_all(struct core *core, bool suspend);              /* SUSPEND/RESUME */
 struct conn *pool_find_client_by_id(struct core *core, uint64_t id);
 /* Closes every client waiting for a server with this error (SHUTDOWN WAIT_FOR_SERVERS). */
-void pool_fail_waiting(struct core *core, const char *sqlstate, const char *msg);
+void pool_fail_waiting(struct core *core, enum err_kind kind, const char *msg);
 /* Console clients: counted apart, kept on core->admin_clients. */
 void pool_client_enter_admin(struct core *core, struct conn *client);
 

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 
+#include "errors.h"
+
 struct conn;
 
 struct proto_ops {
@@ -24,8 +26,17 @@ struct proto_ops {
 	void (*client_linked)(struct conn *client);
 	/* Tell the client about an error; fatal ones are followed by a close by the caller.
 	 * msg may quote client-supplied names: the writer escapes it (str_escape). */
-	void (*client_error)(struct conn *client, const char *sqlstate, const char *msg,
-	                     bool fatal);
+	void (*client_error)(struct conn *client, const char *code, const char *msg, bool fatal);
+
+	/* The protocol's code for one of the pooler's own errors (errors.h); never NULL.
+	 * The core stores and passes it on opaquely, like a code a server sent. */
+	const char *(*error_code)(enum err_kind kind);
+	/* Classify the code of a failed server login (the protocol's own, maybe sent by
+	 * the server; NULL when none). login_error_host: the host cannot take
+	 * connections now, so another host may be tried. login_error_transient: a
+	 * restart or short outage explains it, so the login is retried soon. */
+	bool (*login_error_host)(const char *code);
+	bool (*login_error_transient)(const char *code);
 
 	/* The TCP/unix connect of a server finished: start the login. */
 	void (*server_connected)(struct conn *server);
