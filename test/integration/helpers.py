@@ -598,6 +598,14 @@ class Pooler:
                     ok = True
             except OSError:
                 pass
+            if ok and "unix_socket_dir" in self.settings and sock_path.exists():
+                # the file appears at bind(), before listen(): connect to be sure
+                try:
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                        u.settimeout(1)
+                        u.connect(str(sock_path))
+                except OSError:
+                    ok = False
             if ok and ("unix_socket_dir" not in self.settings or sock_path.exists()):
                 return
             if time.monotonic() > deadline:
