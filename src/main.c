@@ -591,6 +591,16 @@ static void core_teardown(struct core *core)
 	log_close();
 }
 
+/* Start-up stopped before the loop existed: frees what was loaded; the exit code. */
+static int start_refused(struct core *core)
+{
+	auth_file_free(core->auth);
+	config_free(core->cfg);
+	free(core->config_path);
+	log_close();
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts = {0};
@@ -608,20 +618,18 @@ int main(int argc, char **argv)
 	core.cfg = config_load(opts.config, err, sizeof(err), warn_config);
 	if (!core.cfg) {
 		fprintf(stderr, "sluice: %s\n", err);
-		return 1;
+		return start_refused(&core);
 	}
 	if (opts.daemon && !core.cfg->logfile[0] && !core.cfg->syslog) {
 		/* a daemon has no stderr: it would run with every log line discarded */
 		fprintf(stderr, "sluice: -d needs logfile or syslog set in %s\n", opts.config);
-		config_free(core.cfg);
-		free(core.config_path);
-		return 1;
+		return start_refused(&core);
 	}
 	if (!setup_logging(core.cfg, &opts))
-		return 1;
+		return start_refused(&core);
 	core.auth = load_auth(core.cfg, &ok);
 	if (!ok)
-		return 1;
+		return start_refused(&core);
 	iobuf_set_default_size((uint32_t)core.cfg->pkt_buf);
 	if (opts.daemon)
 		daemonize();
