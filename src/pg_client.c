@@ -716,10 +716,9 @@ void pg_client_arm_idle(struct conn *c)
 }
 
 /* Bookkeeping per client message: replies owed, timing, statistics. */
-static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type, uint32_t len)
+static void count_client_message(struct conn *c, struct pg_server *ps, uint8_t type)
 {
 	struct stats_counters *st = &c->pool->stats.total;
-	(void)len;
 	if (type == 'Q' || type == 'S' || type == 'F') {
 		usec_t now = loop_now(c->core->loop);
 		if (ps->outstanding++ == 0)
@@ -768,7 +767,7 @@ static bool relay_message(struct conn *c, struct pg_server *ps, uint8_t type, ui
 			break;
 		}
 	}
-	count_client_message(c, ps, type, len);
+	count_client_message(c, ps, type);
 	if (!fwd) /* consumed whole by pg_prep */
 		c->pool->stats.total.bytes_received += len + 1;
 	pgc(c)->pkt_remain = fwd;

@@ -47,6 +47,18 @@ def flood_parse(pooler, declared, send_bytes, results, name=b"big"):
         results.append((None, repr(e)))
 
 
+def reply_types_and_row(c):
+    """Message types up to ReadyForQuery, and the one-column value of its DataRow."""
+    types, row = [], None
+    while True:
+        t, payload = c.recv_msg()
+        types.append(t)
+        if t == "D":
+            row = payload[6:].decode()
+        if t == "Z":
+            return types, row
+
+
 def error_codes(msgs):
     return [pgproto.parse_error_fields(p).get("C") for t, p in msgs if t == "E"]
 
@@ -99,14 +111,7 @@ def test_named_parse_under_the_limit_grows_with_bytes_and_works(make_pooler):
         for i in range(0, len(msg), 65536):  # arrives slowly, in pieces
             c.send(msg[i:i + 65536])
         c.send(bind + execute + sync)
-        types, row = [], None
-        while True:
-            t, payload = c.recv_msg()
-            types.append(t)
-            if t == "D":
-                row = payload[6:].decode()
-            if t == "Z":
-                break
+        types, row = reply_types_and_row(c)
         assert types[0] == "1" and "E" not in types, types
         assert row == str(6 * MB)
 
@@ -120,14 +125,7 @@ def test_unnamed_parse_streams_past_max_held_bytes(make_pooler):
         c.send(b"P" + struct.pack("!I", len(body) + 4) + body)
         c.send(b"B" + struct.pack("!I", 4 + 1 + 1 + 2 + 2 + 2) + b"\0\0" + struct.pack("!HHH", 0, 0, 0))
         c.send(b"E" + struct.pack("!I", 9) + b"\0" + struct.pack("!I", 0) + b"S" + struct.pack("!I", 4))
-        types, row = [], None
-        while True:
-            t, payload = c.recv_msg()
-            types.append(t)
-            if t == "D":
-                row = payload[6:].decode()
-            if t == "Z":
-                break
+        types, row = reply_types_and_row(c)
         assert "E" not in types, types
         assert row == str(3 * MB)
 
